@@ -51,7 +51,7 @@ QUIRKS = (
     "erspan_version_mismatch",  # 0x88BE carrying a version-2 header or 0x22EB a version-1 one
     "erspan_vlan_en_mismatch",  # Type II En=00 (untagged) with a non-zero VLAN
     "erspan_cisco_ft7_pad",  # Type III O=0 FT=7: 8 bytes skipped before the frame
-    "mirror_truncated",  # ERSPAN T bit: the switch cut the frame (slicing)
+    "mirror_truncated",  # ERSPAN T bit, or inner IP longer than the copy: the mirror sliced it
     "vxlan_no_i_flag",  # VXLAN I flag clear: VNI not announced as valid
     "gre_routing",  # RFC 1701 routing present
     "ip_fragment",  # inner or outer IP fragment; layers above are not decoded

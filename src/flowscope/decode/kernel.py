@@ -222,9 +222,16 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
                 err = c.E_IPV4_BAD_HEADER
                 break
             tlen = read(buf, pos, ip.V4_TOTAL_LENGTH)
-            if tlen < hlen or pos + tlen > wire_end:
+            if tlen < hlen:
                 err = c.E_IPV4_BAD_LENGTH
                 break
+            if pos + tlen > wire_end:
+                if r.tunnels == 0:  # the capture's own packet: the length field lies
+                    err = c.E_IPV4_BAD_LENGTH
+                    break
+                # inside a tunnel: the mirror sliced the copy; the IP length is the original
+                r.quirks |= c.Q_MIRROR_TRUNCATED
+                inner_wire_end = max(inner_wire_end, pos + tlen)
             if pos + hlen > cap_end:
                 err = c.E_TRUNCATED
                 break
@@ -262,8 +269,11 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
             plen = read(buf, pos, ip.V6_PAYLOAD_LENGTH)
             if plen != 0:  # 0 = jumbogram (RFC 2675): length in a hop-by-hop option
                 if pos + ip.IPV6_LEN + plen > wire_end:
-                    err = c.E_IPV6_BAD_LENGTH
-                    break
+                    if r.tunnels == 0:
+                        err = c.E_IPV6_BAD_LENGTH
+                        break
+                    r.quirks |= c.Q_MIRROR_TRUNCATED
+                    inner_wire_end = max(inner_wire_end, pos + ip.IPV6_LEN + plen)
                 wire_end = pos + ip.IPV6_LEN + plen
                 cap_end = min(cap_end, wire_end)
             r.encap[n] = c.L_IPV6

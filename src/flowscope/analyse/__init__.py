@@ -1,0 +1,1 @@
+"""Analyse: decoded columns turned into mirror streams and sessions."""

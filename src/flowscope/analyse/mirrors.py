@@ -1,0 +1,183 @@
+"""Mirror streams: who mirrors to whom, and did the mirror itself lose packets.
+
+A mirror stream is one sequence space: (outer source, outer destination, tunnel kind, GRE
+key, ERSPAN session or VNI).  ERSPAN ingress and egress copies of one session share the
+GRE sequence counter (draft-foschiano-erspan-03 §4.1: "increments per packet per
+session"), so direction is reported per stream, not used to split it.
+
+Loss comes from GRE sequence numbers (RFC 2890 §2.2): a forward jump of d counts d-1 lost,
+a repeat is a duplicate, a late packet that fills a hole is reordered (and un-counts one
+loss), a large jump either way is a counter reset.  A counter that never advances (stuck at
+zero, as some devices send) makes loss *not measurable* rather than "no loss".
+
+ERSPAN Type III timestamps are restored here too, because unwrapping a 32-bit counter needs
+the previous packet of the same stream.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from flowscope.decode.columns import NO_TS
+
+REORDER_WINDOW = 64  # a packet up to 64 sequence numbers late is reordering, beyond: reset
+RESET_JUMP = 1 << 20  # a forward jump this large is a counter reset, not a million losses
+SEQ_MOD = 1 << 32
+
+STREAM_KEY = np.dtype([
+    ("outer_src", np.uint8, (16,)), ("outer_dst", np.uint8, (16,)), ("outer_ipver", np.uint8),
+    ("tunnel", np.uint8), ("gre_key", np.int64), ("erspan_session", np.int16),
+    ("vni", np.int32), ("erspan_type", np.int8),
+])
+
+# Per-stream state, one row per stream, grown as streams appear.
+STATE = np.dtype([
+    ("packets", np.int64), ("bytes", np.int64), ("first_ts", np.int64), ("last_ts", np.int64),
+    ("seq_packets", np.int64), ("max_seq", np.int64), ("window", np.uint64),
+    ("advances", np.int64), ("lost", np.int64), ("duplicates", np.int64),
+    ("reordered", np.int64), ("seq_resets", np.int64), ("directions", np.uint8),
+    ("quirks", np.uint16), ("last_hw_ts", np.int64), ("last_hw_full", np.int64),
+])
+
+
+@nb.njit(cache=True)
+def _sequence(st, q):  # pragma: no cover - compiled
+    if st.seq_packets == 0:
+        st.max_seq = q
+        st.window = np.uint64(1)
+    else:
+        d = (q - st.max_seq) % SEQ_MOD
+        if d >= SEQ_MOD // 2:
+            d -= SEQ_MOD
+        if d == 0:
+            st.duplicates += 1
+        elif d > 0:
+            if d > RESET_JUMP:
+                st.seq_resets += 1
+                st.window = np.uint64(1)
+            else:
+                st.lost += d - 1
+                st.advances += 1
+                st.window = (st.window << np.uint64(d)) | np.uint64(1) if d < 64 else np.uint64(1)
+            st.max_seq = q
+        else:
+            back = -d
+            if back < REORDER_WINDOW:
+                bit = np.uint64(1) << np.uint64(back)
+                if st.window & bit:
+                    st.duplicates += 1
+                else:
+                    st.reordered += 1
+                    st.lost -= 1
+                    st.window |= bit
+            else:
+                st.seq_resets += 1
+                st.max_seq = q
+                st.window = np.uint64(1)
+    st.seq_packets += 1
+
+
+@nb.njit(cache=True)
+def _hw_time(st, ts32, gra, platform, info, capture_ns):  # pragma: no cover - compiled
+    """Restore a Type III hardware timestamp in ns since the epoch, or NO_TS.
+
+    draft-foschiano-erspan-03 §4.2-4.3: the 32-bit field counts Gra units (100 us, 100 ns,
+    IEEE 1588 ns, or platform-defined); platforms 0x3/0x7 (0x0) give the upper 32 bits,
+    0x5/0x6 give 1588 seconds.  Otherwise the counter is unwrapped along the stream and its
+    epoch anchored to the capture clock (the draft's clock is synchronised to system time).
+    """
+    word = info & 0xFFFFFFFF
+    upper_bits = platform == 3 or platform == 7 or platform == 0
+    if gra == 0:
+        unit = 100_000
+    elif gra == 1:
+        unit = 100
+    elif gra == 2 or (gra == 3 and upper_bits):
+        unit = 1
+    else:
+        return NO_TS
+    if upper_bits and gra != 2:
+        return ((word << 32) | ts32) * unit
+    if gra == 2:
+        if platform == 5 or platform == 6:
+            return word * 1_000_000_000 + ts32
+        sec = (capture_ns - ts32 + 500_000_000) // 1_000_000_000
+        return sec * 1_000_000_000 + ts32
+    if st.last_hw_ts >= 0:
+        d = (ts32 - st.last_hw_ts) % SEQ_MOD
+        if d >= SEQ_MOD // 2:
+            d -= SEQ_MOD
+        full = st.last_hw_full + d
+    else:
+        k = (capture_ns // unit - ts32 + SEQ_MOD // 2) // SEQ_MOD
+        full = k * SEQ_MOD + ts32
+    st.last_hw_ts = ts32
+    st.last_hw_full = full
+    return full * unit
+
+
+@nb.njit(cache=True)
+def account(stream, rows, state):  # pragma: no cover - compiled
+    for i in range(stream.shape[0]):
+        s = stream[i]
+        if s < 0:
+            continue
+        r = rows[i]
+        st = state[s]
+        if st.packets == 0:
+            st.first_ts = r.ts_ns
+            st.last_hw_ts = -1
+        st.packets += 1
+        st.bytes += r.wirelen
+        st.first_ts = min(st.first_ts, r.ts_ns)
+        st.last_ts = max(st.last_ts, r.ts_ns)
+        st.quirks |= r.quirks
+        if r.direction > 0:
+            st.directions |= np.uint8(1 << (r.direction - 1))
+        if r.gre_seq >= 0:
+            _sequence(st, r.gre_seq)
+        if r.erspan_ts >= 0:
+            r.orig_ts = _hw_time(st, r.erspan_ts, r.erspan_gra, r.erspan_platform,
+                                 r.erspan_platform_info, r.ts_ns)
+
+
+class MirrorTracker:
+    """Assigns each decoded row its mirror stream and keeps every stream's accounting."""
+
+    def __init__(self) -> None:
+        self.ids: dict[bytes, int] = {}
+        self.keys = np.zeros(0, STREAM_KEY)
+        self.state = np.zeros(0, STATE)
+
+    def update(self, rows: np.ndarray) -> None:
+        tunnelled = np.flatnonzero(rows["tunnel"] > 0)
+        stream = np.full(rows.shape[0], -1, np.int32)
+        if tunnelled.size:
+            sub = rows[tunnelled]
+            keys = np.zeros(tunnelled.size, STREAM_KEY)
+            for name in STREAM_KEY.names:
+                keys[name] = sub[name]
+            raw = keys.view(np.dtype((np.void, STREAM_KEY.itemsize)))
+            uniq, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
+            local = np.empty(uniq.shape[0], np.int32)
+            for j, u in enumerate(uniq):  # one step per distinct stream, not per packet
+                b = u.tobytes()
+                if b not in self.ids:
+                    self._new_stream(b, keys[first[j]])
+                local[j] = self.ids[b]
+            stream[tunnelled] = local[inverse.ravel()]
+        rows["stream"] = stream
+        account(stream, rows, self.state)
+
+    def _new_stream(self, key: bytes, row: np.void) -> None:
+        sid = len(self.ids)
+        self.ids[key] = sid
+        if sid >= self.state.shape[0]:
+            grow = max(16, 2 * self.state.shape[0])
+            self.state = np.concatenate([self.state, np.zeros(grow, STATE)])
+            self.keys = np.concatenate([self.keys, np.zeros(grow, STREAM_KEY)])
+        self.keys[sid] = row
+
+    def __len__(self) -> int:
+        return len(self.ids)
