@@ -138,6 +138,7 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
     eth_vlan = -1
     inner_wire_end = -1
     inner_cap_end = -1
+    fragmented = False  # a carrying IP packet is a first fragment
 
     if linktype == c.LINKTYPE_ETHERNET:
         nxt = N_ETH
@@ -229,8 +230,10 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
                 if r.tunnels == 0:  # the capture's own packet: the length field lies
                     err = c.E_IPV4_BAD_LENGTH
                     break
-                # inside a tunnel: the mirror sliced the copy; the IP length is the original
-                r.quirks |= c.Q_MIRROR_TRUNCATED
+                # inside a tunnel: the copy is shorter than the packet it carries, because
+                # the mirror sliced it or the tunnel packet is a first fragment (flowscope
+                # does not reassemble); the IP length is the original
+                r.quirks |= c.Q_IP_FRAGMENT if fragmented else c.Q_MIRROR_TRUNCATED
                 inner_wire_end = max(inner_wire_end, pos + tlen)
             if pos + hlen > cap_end:
                 err = c.E_TRUNCATED
@@ -258,6 +261,9 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
             if read(buf, r.l3_off, ip.V4_FRAG_OFFSET) != 0:
                 r.quirks |= c.Q_IP_FRAGMENT  # a later fragment: no L4 header here
                 break
+            if read(buf, r.l3_off, ip.V4_MORE_FRAGMENTS):
+                r.quirks |= c.Q_IP_FRAGMENT  # a first fragment: headers here, the rest later
+                fragmented = True
             nxt = _after_ip_proto(proto)
         elif nxt == N_IPV6:
             if pos + ip.IPV6_LEN > cap_end:
@@ -272,7 +278,7 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
                     if r.tunnels == 0:
                         err = c.E_IPV6_BAD_LENGTH
                         break
-                    r.quirks |= c.Q_MIRROR_TRUNCATED
+                    r.quirks |= c.Q_IP_FRAGMENT if fragmented else c.Q_MIRROR_TRUNCATED
                     inner_wire_end = max(inner_wire_end, pos + ip.IPV6_LEN + plen)
                 wire_end = pos + ip.IPV6_LEN + plen
                 cap_end = min(cap_end, wire_end)
@@ -300,8 +306,11 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
                     break
                 if nh == ip.EXT_FRAGMENT:
                     elen = 8
+                    r.quirks |= c.Q_IP_FRAGMENT
                     if read(buf, p, ip.FRAG_OFFSET) != 0:
                         fragment = True
+                    elif read(buf, p, ip.FRAG_MORE):
+                        fragmented = True
                 elif nh == ip.EXT_AH:
                     elen = (read(buf, p, ip.EXT_LEN) + 2) * 4
                 else:
