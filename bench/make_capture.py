@@ -39,8 +39,9 @@ import numpy as np
 
 SESSIONS = (100, 200, 300)  # ERSPAN session ids (10 bits)
 ERSPAN_VLAN = 10
+ERSPAN_EN_DOT1Q = 0b10  # En: the source port was 802.1Q; the tag is stripped, VLAN kept here
 TEMPLATES = 384  # distinct scapy-built packets
-CHUNK = 1 << 18  # frames generated per NumPy pass (bounds memory for multi-million captures)
+CHUNK = 1 << 16  # frames generated per NumPy pass (bounds memory for multi-million captures)
 EPOCH_2026 = 1_767_225_600  # 2026-01-01T00:00:00Z in Unix seconds
 INNER_MIN, INNER_MAX = 60, 200  # inner frame length bounds, bytes
 
@@ -93,7 +94,8 @@ def build_templates(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         frame = bytes(Ether(src="00:00:5e:00:53:01", dst="00:00:5e:00:53:02")
                       / IP(src="10.0.0.1", dst="10.0.0.2", ttl=64)
                       / GRE(seqnum_present=1, sequence_number=0)
-                      / ERSPAN_II(vlan=ERSPAN_VLAN, session_id=session, index=k & 0xFFFFF)
+                      / ERSPAN_II(vlan=ERSPAN_VLAN, en=ERSPAN_EN_DOT1Q, session_id=session,
+                                  index=k & 0xFFFFF)
                       / inner)
         # The fixed offsets above hold only without options, and lengths must add up.
         assert len(frame) == INNER_ETH + inner_len and frame[OUTER_IP] == 0x45

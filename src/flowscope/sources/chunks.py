@@ -47,6 +47,7 @@ class ChunkReader:
         self._chunk_bytes = chunk_bytes
         self._tail = np.empty(0, np.uint8)
         self.position = 0  # stream offset of the first unconsumed byte
+        self.error: Exception | None = None
 
     def read_exact(self, n: int) -> bytes:
         data = self._stream.read(n)
@@ -59,7 +60,11 @@ class ChunkReader:
         view = memoryview(chunk)[start:]
         got = start
         while got < chunk.shape[0]:
-            n = self._stream.readinto(view[got - start :])
+            try:
+                n = self._stream.readinto(view[got - start :])
+            except (OSError, EOFError, ValueError) as e:  # e.g. a cut gzip stream
+                self.error = e  # raised once the bytes read before it are used
+                break
             if not n:
                 break
             got += n
@@ -74,11 +79,15 @@ class ChunkReader:
             chunk[:carry] = self._tail
             end = self._fill(chunk, carry)
             if end == carry:  # nothing new: end of stream
+                if self.error is not None:
+                    raise self.error
                 return
             self._used = 0
             yield chunk[:end], self.position
             self._tail = chunk[self._used : end]
             self.position += self._used
+            if self.error is not None:
+                raise self.error
 
     def consumed(self, n: int) -> None:
         self._used = n
