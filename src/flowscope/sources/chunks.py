@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CHUNK_BYTES = 16 << 20
+READ_BYTES = 1 << 20
 MAX_RECORD = 8 << 20  # no capture writer emits a larger frame; a bigger length is corruption
 
 
@@ -61,7 +62,8 @@ class ChunkReader:
         got = start
         while got < chunk.shape[0]:
             try:
-                n = self._stream.readinto(view[got - start :])
+                # at most 1 MiB per call: a stream that fails mid-call loses no more
+                n = self._stream.readinto(view[got - start : got - start + READ_BYTES])
             except (OSError, EOFError, ValueError) as e:  # e.g. a cut gzip stream
                 self.error = e  # raised once the bytes read before it are used
                 break
