@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("-o", "--output", required=True, help="pcapng file to write")
     args = ap.parse_args()
     read, written = decap(args.input, args.output)
-    print(f"dpkt: read {read} frames, wrote {written} to {args.output}", file=sys.stderr)
+    print(f"dpkt: read {read} frames, wrote {written} frames to {args.output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M')}; {cpu_model()}; every process pinned to one "
         f"core (`taskset -c 0`); Python {platform.python_version()}; flowscope "
         f"{module_version('flowscope')}; dpkt {module_version('dpkt')}; numba "
-        f"{module_version('numba')}; {version(['tshark', '--version'])}.",
+        f"{module_version('numba')}; {version(['tshark', '--version']).rstrip('.')}.",
         "",
         f"Input: `{cap.name}`, {small:,} frames, {cap.stat().st_size / 1e6:.0f} MB "
         "(Ethernet/IPv4/GRE(seq)/ERSPAN II/Ethernet/IPv4/TCP, inner frames 60-200 bytes). "

@@ -195,9 +195,19 @@ def platform_fields(platform: int, hw_ns: int) -> tuple[int, int, int]:
     raise ValueError(platform)
 
 
-def erspan3_platform(directory: Path, platform: int) -> Capture:
-    """Two ERSPAN III frames of one session with platform sub-header ``platform``."""
-    gra, hw0 = PLATFORMS[platform]
+# A 100 us hardware time whose 32-bit count is 5 units short of rolling over: one
+# millisecond later the ERSPAN timestamp field reads 5.
+_units = (BASE_NS // 100_000) // 2**32 * 2**32 - 5
+ROLLOVER_100US_HW0 = _units * 100_000
+assert (ROLLOVER_100US_HW0 // 100_000) & MASK32 == 2**32 - 5
+
+
+def erspan3_platform(directory: Path, platform: int, hw0: int | None = None,
+                     capture0: int = BASE_NS) -> Capture:
+    """Two ERSPAN III frames of one session with platform sub-header ``platform``, hardware
+    times ``hw0`` and ``hw0`` + 1 ms, captured at ``capture0`` and ``capture0`` + 1 ms."""
+    gra, default_hw0 = PLATFORMS[platform]
+    hw0 = default_hw0 if hw0 is None else hw0
     session = 300 + platform
     records, frames = [], []
     for i in range(2):
@@ -206,14 +216,14 @@ def erspan3_platform(directory: Path, platform: int) -> Capture:
         inner = tcp_frame(i)
         sub = ERSPAN_PlatformSpecific(platf_id=platform, info1=info1, info2=info2)
         records.append(Record(erspan3(inner, seq=i + 1, session=session, timestamp=stamp,
-                                      gra=gra, platform=sub), ts(i)))
+                                      gra=gra, platform=sub), capture0 + i * STEP_NS))
         frames.append({
             "encap": ["eth", "ipv4", "gre", "erspan3", "eth", "ipv4", "tcp"],
             "erspan_type": 3, "erspan_session": session, "gre_seq": i + 1, "vlan": 20,
             "direction": "ingress", "erspan_platform": platform, "orig_ts_ns": hw,
             "error": None, "quirks": [], **tcp_truth(inner, i),
         })
-    path = write_pcap(directory / f"erspan3_platform{platform}.pcap", records)
+    path = write_pcap(directory / f"erspan3_platform{platform}_{hw0}.pcap", records)
     return Capture(path, frames, [], records)
 
 
@@ -257,6 +267,14 @@ SEQUENCES: dict[str, tuple[list[int], Truth]] = {
     "reset": ([1000, 1001, 1002, 1003, 1, 2, 3],
               {"loss_measurable": True, "lost": 0, "duplicates": 0, "reordered": 0,
                "seq_resets": 1}),
+    # 0xFFFFFFFF is missing: one loss across the 32-bit wrap, not a reset
+    "wraparound": ([0xFFFF_FFFE, 0, 1, 2],
+                   {"loss_measurable": True, "lost": 1, "duplicates": 0, "reordered": 0,
+                    "seq_resets": 0}),
+    # the capture starts between two reordered packets (4 was sent before 5); 7 is lost
+    "reordered_at_start": ([5, 4, 6, 8],
+                           {"loss_measurable": True, "lost": 1, "duplicates": 0,
+                            "reordered": 1, "seq_resets": 0}),
     "stuck_at_zero": ([0, 0, 0, 0, 0],
                       {"loss_measurable": False, "lost": None, "duplicates": None,
                        "reordered": None, "seq_resets": None}),

@@ -118,6 +118,25 @@ def _hw_time(st, ts32, gra, platform, info, capture_ns):  # pragma: no cover - c
 
 
 @nb.njit(cache=True)
+def stream_hashes(rows, out):  # pragma: no cover - compiled
+    """FNV-1a over each row's stream key (64 bits: a collision between two of the few
+    streams of a capture has probability ~n^2/2^64)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r.tunnel == 0:
+            out[i] = 0
+            continue
+        h = np.uint64(0xCBF29CE484222325)
+        for k in range(16):
+            h = (h ^ np.uint64(r.outer_src[k])) * np.uint64(0x100000001B3)
+            h = (h ^ np.uint64(r.outer_dst[k])) * np.uint64(0x100000001B3)
+        for v in (np.int64(r.outer_ipver), np.int64(r.tunnel), r.gre_key,
+                  np.int64(r.erspan_session), np.int64(r.vni), np.int64(r.erspan_type)):
+            h = (h ^ np.uint64(v & 0xFFFFFFFFFFFF)) * np.uint64(0x100000001B3)
+        out[i] = h | np.uint64(1)  # never 0, the "no stream" hash
+
+
+@nb.njit(cache=True)
 def account(stream, rows, state):  # pragma: no cover - compiled
     for i in range(stream.shape[0]):
         s = stream[i]
@@ -146,38 +165,36 @@ class MirrorTracker:
     """Assigns each decoded row its mirror stream and keeps every stream's accounting."""
 
     def __init__(self) -> None:
-        self.ids: dict[bytes, int] = {}
+        self.ids: dict[int, int] = {}  # stream key hash -> stream id
         self.keys = np.zeros(0, STREAM_KEY)
         self.state = np.zeros(0, STATE)
 
     def update(self, rows: np.ndarray) -> None:
-        tunnelled = np.flatnonzero(rows["tunnel"] > 0)
+        hashes = np.empty(rows.shape[0], np.uint64)
+        stream_hashes(rows, hashes)
         stream = np.full(rows.shape[0], -1, np.int32)
-        if tunnelled.size:
-            sub = rows[tunnelled]
-            keys = np.zeros(tunnelled.size, STREAM_KEY)
-            for name in STREAM_KEY.names:
-                keys[name] = sub[name]
-            raw = keys.view(np.dtype((np.void, STREAM_KEY.itemsize)))
-            uniq, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
-            local = np.empty(uniq.shape[0], np.int32)
-            for j, u in enumerate(uniq):  # one step per distinct stream, not per packet
-                b = u.tobytes()
-                if b not in self.ids:
-                    self._new_stream(b, keys[first[j]])
-                local[j] = self.ids[b]
-            stream[tunnelled] = local[inverse.ravel()]
+        uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        local = np.full(uniq.shape[0], -1, np.int32)
+        for j, h in enumerate(uniq.tolist()):  # one step per distinct stream, not per packet
+            row = rows[first[j]]
+            if row["tunnel"] == 0:
+                continue
+            if h not in self.ids:
+                self._new_stream(h, row)
+            local[j] = self.ids[h]
+        stream[:] = local[inverse.ravel()]
         rows["stream"] = stream
         account(stream, rows, self.state)
 
-    def _new_stream(self, key: bytes, row: np.void) -> None:
+    def _new_stream(self, key: int, row: np.void) -> None:
         sid = len(self.ids)
         self.ids[key] = sid
         if sid >= self.state.shape[0]:
             grow = max(16, 2 * self.state.shape[0])
             self.state = np.concatenate([self.state, np.zeros(grow, STATE)])
             self.keys = np.concatenate([self.keys, np.zeros(grow, STREAM_KEY)])
-        self.keys[sid] = row
+        for name in STREAM_KEY.names:
+            self.keys[sid][name] = row[name]
 
     def __len__(self) -> int:
         return len(self.ids)

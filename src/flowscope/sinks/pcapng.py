@@ -165,14 +165,14 @@ class PcapngWriter:
             4, f"flowscope {__version__} decap".encode()) + _option(0, b"")
         out.write(_block(0x0A0D0D0A, shb))
 
-    def _iface_keys(self, rows: np.ndarray) -> np.ndarray:
-        link = rows["inner_link"].astype(np.int64)
+    def _iface_keys(self, rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+        link = rows["inner_link"][index].astype(np.int64)
         if self.split_by == "session":
-            group = rows["stream"].astype(np.int64)
+            group = rows["stream"][index].astype(np.int64)
         elif self.split_by == "vni":
-            group = rows["vni"].astype(np.int64)
+            group = rows["vni"][index].astype(np.int64)
         else:
-            group = np.zeros(rows.shape[0], np.int64)
+            group = np.zeros(index.shape[0], np.int64)
         return (group + 1) << 16 | link
 
     def _describe(self, key: int, row: np.void, tracker: MirrorTracker) -> bytes:
@@ -199,7 +199,7 @@ class PcapngWriter:
         self.skipped += rows.shape[0] - index.size
         if not index.size:
             return
-        keys = self._iface_keys(rows[index])
+        keys = self._iface_keys(rows, index)
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         ids = np.empty(uniq.shape[0], np.int64)
         head = []
