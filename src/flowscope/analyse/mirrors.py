@@ -21,7 +21,7 @@ import numpy as np
 
 from flowscope.decode.columns import NO_TS
 
-REORDER_WINDOW = 64  # a packet up to 64 sequence numbers late is reordering, beyond: reset
+REORDER_WINDOW = 64  # up to 64 late: reordering; further back: a reset if the next continues
 RESET_JUMP = 1 << 20  # a forward jump this large is a counter reset, not a million losses
 SEQ_MOD = 1 << 32
 
@@ -34,48 +34,86 @@ STREAM_KEY = np.dtype([
 # Per-stream state, one row per stream, grown as streams appear.
 STATE = np.dtype([
     ("packets", np.int64), ("bytes", np.int64), ("first_ts", np.int64), ("last_ts", np.int64),
-    ("seq_packets", np.int64), ("max_seq", np.int64), ("window", np.uint64),
+    ("seq_packets", np.int64), ("max_seq", np.int64), ("base_seq", np.int64),
+    ("pending", np.int64), ("window", np.uint64),
     ("advances", np.int64), ("lost", np.int64), ("duplicates", np.int64),
     ("reordered", np.int64), ("seq_resets", np.int64), ("directions", np.uint8),
     ("quirks", np.uint16), ("last_hw_ts", np.int64), ("last_hw_full", np.int64),
 ])
 
 
+@nb.njit(inline="always", cache=True)
+def _signed(d):  # pragma: no cover - compiled
+    d = d % SEQ_MOD
+    return d - SEQ_MOD if d >= SEQ_MOD // 2 else d
+
+
+@nb.njit(cache=True)
+def _late(st, q):  # pragma: no cover - compiled
+    """A packet older than the newest: it fills a hole counted as lost, unless it is older
+    than the first packet of this counter epoch (no hole was counted for it)."""
+    st.reordered += 1
+    if _signed(q - st.base_seq) >= 0:
+        st.lost -= 1
+
+
 @nb.njit(cache=True)
 def _sequence(st, q):  # pragma: no cover - compiled
-    if st.seq_packets == 0:
-        st.max_seq = q
-        st.window = np.uint64(1)
-    else:
-        d = (q - st.max_seq) % SEQ_MOD
-        if d >= SEQ_MOD // 2:
-            d -= SEQ_MOD
-        if d == 0:
-            st.duplicates += 1
-        elif d > 0:
-            if d > RESET_JUMP:
-                st.seq_resets += 1
-                st.window = np.uint64(1)
-            else:
-                st.lost += d - 1
-                st.advances += 1
-                st.window = (st.window << np.uint64(d)) | np.uint64(1) if d < 64 else np.uint64(1)
-            st.max_seq = q
-        else:
-            back = -d
-            if back < REORDER_WINDOW:
-                bit = np.uint64(1) << np.uint64(back)
-                if st.window & bit:
-                    st.duplicates += 1
-                else:
-                    st.reordered += 1
-                    st.lost -= 1
-                    st.window |= bit
-            else:
-                st.seq_resets += 1
-                st.max_seq = q
-                st.window = np.uint64(1)
     st.seq_packets += 1
+    if st.seq_packets == 1:
+        st.max_seq = q
+        st.base_seq = q
+        st.pending = -1
+        st.window = np.uint64(1)
+        return
+    if st.pending >= 0:
+        # A far jump back is a reset only if the next packet continues from it; otherwise
+        # it was one very late packet.
+        dp = _signed(q - st.pending)
+        if 0 < dp <= REORDER_WINDOW:
+            st.seq_resets += 1
+            st.lost += dp - 1
+            st.advances += 1
+            st.base_seq = st.pending
+            st.max_seq = q
+            st.window = (np.uint64(1) << np.uint64(dp)) | np.uint64(1)
+            st.pending = -1
+            return
+        _late(st, st.pending)
+        st.pending = -1
+    d = _signed(q - st.max_seq)
+    if d == 0:
+        st.duplicates += 1
+    elif d > 0:
+        if d > RESET_JUMP:
+            st.seq_resets += 1
+            st.base_seq = q
+            st.window = np.uint64(1)
+        else:
+            st.lost += d - 1
+            st.advances += 1
+            st.window = (st.window << np.uint64(d)) | np.uint64(1) if d < 64 else np.uint64(1)
+        st.max_seq = q
+    else:
+        back = -d
+        if back < REORDER_WINDOW:
+            bit = np.uint64(1) << np.uint64(back)
+            if st.window & bit:
+                st.duplicates += 1
+            else:
+                st.window |= bit
+                _late(st, q)
+        else:
+            st.pending = q
+
+
+@nb.njit(cache=True)
+def finish(state):  # pragma: no cover - compiled
+    """Resolve a far-back packet still waiting at the end of the input: a late packet."""
+    for s in range(state.shape[0]):
+        if state[s].seq_packets > 0 and state[s].pending >= 0:
+            _late(state[s], state[s].pending)
+            state[s].pending = -1
 
 
 @nb.njit(cache=True)

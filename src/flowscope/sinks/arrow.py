@@ -6,16 +6,15 @@ distinct value and gathered with ``take``.
 
 from __future__ import annotations
 
-import ipaddress
-
 import numpy as np
 import pyarrow as pa
 
 from flowscope import schema
-from flowscope.analyse.mirrors import MirrorTracker
+from flowscope.analyse.mirrors import MirrorTracker, finish
 from flowscope.decode import codes
 from flowscope.decode.columns import NO_TS
 from flowscope.decode.transport import TCP_FLAG_LETTERS
+from flowscope.sinks.addresses import ip_text
 
 _FLAG_ORDER = (1, 0, 2, 3, 4, 5, 6, 7, 8)  # SYN first, as tcpdump prints "S." and Zeek "ShA"
 
@@ -28,22 +27,13 @@ _FLAG_STRINGS = np.array([tcp_flag_string(f) for f in range(512)], dtype=object)
 
 
 def ip_strings(ipver: np.ndarray, addr: np.ndarray) -> pa.Array:
-    """Text form of 16-byte address columns (IPv4 in the first 4 bytes)."""
-    n = ipver.shape[0]
-    if n == 0:
+    """Text form of 16-byte address columns, formatted once per distinct address."""
+    if ipver.shape[0] == 0:
         return pa.array([], pa.string())
     key = np.concatenate([ipver[:, None].astype(np.uint8), addr], axis=1)
     raw = np.ascontiguousarray(key).view(np.dtype((np.void, 17))).ravel()
     uniq, inverse = np.unique(raw, return_inverse=True)
-    text: list[str | None] = []
-    for u in uniq:
-        b = u.tobytes()
-        if b[0] == 4:
-            text.append(str(ipaddress.IPv4Address(b[1:5])))
-        elif b[0] == 6:
-            text.append(str(ipaddress.IPv6Address(b[1:17])))
-        else:
-            text.append(None)
+    text = [ip_text(u.tobytes()[0], u.tobytes()[1:]) for u in uniq]
     return pa.array(text, pa.string()).take(pa.array(inverse.ravel()))
 
 
@@ -104,6 +94,7 @@ _TUNNEL_NAMES = np.array([codes.TUNNELS.get(i, "") for i in range(len(codes.LAYE
 
 def mirrors_table(tracker: MirrorTracker) -> pa.Table:
     n = len(tracker)
+    finish(tracker.state[:n])
     k = tracker.keys[:n]
     st = tracker.state[:n]
     measurable = st["advances"] > 0

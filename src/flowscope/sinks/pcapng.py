@@ -21,7 +21,7 @@ from flowscope.analyse.mirrors import MirrorTracker
 from flowscope.batch import PacketBatch
 from flowscope.decode import codes
 from flowscope.decode.columns import NO_TS
-from flowscope.sinks.arrow import ip_strings
+from flowscope.sinks.addresses import ip_text
 
 SplitBy = Literal["session", "vni", "none"]
 EPB_FIXED = 28 + 4  # header through original length, plus the trailing block length
@@ -93,8 +93,7 @@ def build_blocks(buf, rows, index, iface, ts_ns, out, tunnel_text, tunnel_len, w
         _put_u32(out, p + 20, caplen)
         _put_u32(out, p + 24, r.len)
         src = r.inner_off
-        for k in range(caplen):
-            out[p + 28 + k] = buf[src + k]
+        out[p + 28 : p + 28 + caplen] = buf[src : src + caplen]
         q = p + 28 + caplen
         while q % 4:
             out[q] = 0
@@ -178,8 +177,8 @@ class PcapngWriter:
     def _describe(self, key: int, row: np.void, tracker: MirrorTracker) -> bytes:
         link = key & 0xFFFF
         if self.split_by == "session":
-            src = ip_strings(np.array([row["outer_ipver"]]), row["outer_src"][None, :])[0]
-            dst = ip_strings(np.array([row["outer_ipver"]]), row["outer_dst"][None, :])[0]
+            src = ip_text(int(row["outer_ipver"]), row["outer_src"].tobytes())
+            dst = ip_text(int(row["outer_ipver"]), row["outer_dst"].tobytes())
             tunnel = codes.TUNNELS.get(int(row["tunnel"]), "tunnel")
             ident = (f" session {row['erspan_session']}" if row["erspan_session"] >= 0 else
                      f" vni {row['vni']}" if row["vni"] >= 0 else "")
