@@ -64,8 +64,8 @@ def test_mirrors_jsonl_counts_sequence_and_directions() -> None:
 
 @needs_shared
 def test_mirrors_without_sequence_numbers_are_not_measurable() -> None:
-    rows = _jsonl("mirrors", str(SHARED / "zeek__erspanI.pcap"), str(SHARED / "tcpdump__vxlan.pcap"),
-                  "--format", "jsonl")
+    rows = _jsonl("mirrors", str(SHARED / "zeek__erspanI.pcap"),
+                  str(SHARED / "tcpdump__vxlan.pcap"), "--format", "jsonl")
     assert {r["encap"] for r in rows} == {"erspan1", "vxlan"}
     assert all(r["loss_measurable"] is False and r["lost"] is None for r in rows)
 

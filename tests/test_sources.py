@@ -14,7 +14,7 @@ import pytest
 from flowscope.errors import CaptureFormatError
 from flowscope.sources import Problems, read_captures
 
-from .captures import (pcapng_interface, pcapng_packet, pcapng_section, write_pcap)
+from .captures import pcapng_interface, pcapng_packet, pcapng_section, write_pcap
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "captures"
@@ -29,9 +29,10 @@ FRAMES = [
 
 def _all(paths: list[str], problems: Problems | None = None):
     batches = list(read_captures(paths, problems))
-    return (np.concatenate([b.ts_ns for b in batches]), np.concatenate([b.caplen for b in batches]),
-            np.concatenate([b.wirelen for b in batches]), np.concatenate([b.frame for b in batches]),
-            np.concatenate([b.linktype for b in batches]), batches)
+    def col(name: str) -> np.ndarray:
+        return np.concatenate([getattr(b, name) for b in batches])
+
+    return col("ts_ns"), col("caplen"), col("wirelen"), col("frame"), col("linktype"), batches
 
 
 @pytest.mark.parametrize("big_endian", [False, True])

@@ -15,7 +15,8 @@ needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installe
 DECODE_AS = ["-d", "udp.port==8472,vxlan"]
 
 
-def fields(path: str, names: list[str], extra: list[str] | None = None) -> list[dict[str, list[str]]]:
+def fields(path: str, names: list[str],
+           extra: list[str] | None = None) -> list[dict[str, list[str]]]:
     """One dict per frame: field name -> every occurrence, outermost first."""
     cmd = [TSHARK or "tshark", "-n", "-r", path, *DECODE_AS, *(extra or []), "-T", "fields",
            "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=|"]

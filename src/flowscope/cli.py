@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,12 +20,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err = Console(stderr=True, highlight=False, emoji=False)
 
 
-class RowFormat(str, Enum):
+class RowFormat(StrEnum):
     table = "table"
     jsonl = "jsonl"
 
 
-class SplitBy(str, Enum):
+class SplitBy(StrEnum):
     session = "session"
     vni = "vni"
     none = "none"

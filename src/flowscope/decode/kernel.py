@@ -8,10 +8,9 @@ first problem with an error code (codes.ERRORS) and never raises.
 from __future__ import annotations
 
 import numba as nb
-import numpy as np
 
-from flowscope.decode import erspan, ethernet, geneve, gre, ip, transport, vxlan
 from flowscope.decode import codes as c
+from flowscope.decode import erspan, ethernet, geneve, gre, ip, transport, vxlan
 from flowscope.decode.columns import NO_TS
 from flowscope.decode.layout import read
 
