@@ -124,7 +124,7 @@ def mirrors(files: Files,
     from flowscope.sinks.arrow import mirrors_table
     from flowscope.sinks.text import print_mirrors, write_jsonl
 
-    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth))
+    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
     try:
         for _ in _progress(run):
             pass
@@ -153,7 +153,7 @@ def decap(files: Files,
     """Write the mirrored (inner) frames as pcapng, mirror metadata kept per packet."""
     from flowscope.sinks.pcapng import PcapngWriter
 
-    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth))
+    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
     try:
         with open(output, "wb", buffering=1 << 20) as out:
             writer = PcapngWriter(out, split_by.value, restore_timestamps)  # type: ignore[arg-type]

@@ -21,8 +21,12 @@ class DecodeConfig:
     max_tunnels: int = 4  # nesting limit (ERSPAN in VXLAN in Geneve ... counts 3)
 
 
-def decode(batch: PacketBatch, config: DecodeConfig = DecodeConfig()) -> np.ndarray:
-    out = allocate(len(batch))
+def decode(batch: PacketBatch, config: DecodeConfig = DecodeConfig(),
+           reuse: np.ndarray | None = None) -> np.ndarray:
+    """Decoded rows for the batch; with ``reuse`` (a DECODED array at least as long), its
+    memory is used instead of fresh pages, and the previous rows it held are overwritten."""
+    n = len(batch)
+    out = reuse[:n] if reuse is not None and reuse.shape[0] >= n else allocate(n)
     decode_batch(batch.buf, batch.offset, batch.caplen, batch.wirelen, batch.linktype, out,
                  np.asarray(config.vxlan_ports, np.int64),
                  np.asarray(config.geneve_ports, np.int64), config.max_tunnels)

@@ -160,6 +160,7 @@ class PcapngWriter:
         self.interfaces: dict[tuple[int, int], int] = {}
         self.written = 0
         self.skipped = 0  # frames without a mirror encapsulation
+        self._blocks = np.empty(0, np.uint8)  # reused block buffer
         shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(
             4, f"flowscope {__version__} decap".encode()) + _option(0, b"")
         out.write(_block(0x0A0D0D0A, shb))
@@ -218,7 +219,9 @@ class PcapngWriter:
             ts = np.where(orig != NO_TS, orig, ts)
         caplen = rows["inner_caplen"][index].astype(np.int64)
         size = int((EPB_FIXED + ((caplen + 3) & ~3) + MAX_OPTIONS).sum())
-        out = np.empty(size, np.uint8)
+        if self._blocks.shape[0] < size:
+            self._blocks = np.empty(max(size, 2 * self._blocks.shape[0]), np.uint8)
+        out = self._blocks
         used = build_blocks(batch.buf, rows, index, iface, ts, out, _TUNNEL_TEXT, _TUNNEL_LEN,
                             _WORD_TEXT, _WORD_LEN)
         self.out.write(memoryview(out)[:used])
