@@ -54,11 +54,10 @@ QUIRKS = (
     "mirror_truncated",  # ERSPAN T bit, or inner IP longer than the copy: the mirror sliced it
     "vxlan_no_i_flag",  # VXLAN I flag clear: VNI not announced as valid
     "gre_routing",  # RFC 1701 routing present
-    "ip_fragment",  # inner or outer IP fragment; layers above are not decoded
-    "erspan1_with_seq",  # 0x88BE with S but a header that is not version 1 nor 2
+    "ip_fragment",  # a tunnel or inner IP packet is a fragment (not reassembled)
 )
 (Q_ERSPAN3_NO_SEQ, Q_ERSPAN_VERSION_MISMATCH, Q_VLAN_EN_MISMATCH, Q_CISCO_FT7, Q_MIRROR_TRUNCATED,
- Q_VXLAN_NO_I, Q_GRE_ROUTING, Q_IP_FRAGMENT, Q_ERSPAN1_WITH_SEQ) = (1 << i for i in range(9))
+ Q_VXLAN_NO_I, Q_GRE_ROUTING, Q_IP_FRAGMENT) = (1 << i for i in range(8))
 
 
 def quirk_names(mask: int) -> list[str]:

@@ -77,6 +77,14 @@ def _put_decimal(out, p, v):  # pragma: no cover - compiled
     return p + digits
 
 
+@nb.njit(inline="always", cache=True)
+def _put_field(out, p, word_text, word_len, word, value):  # pragma: no cover - compiled
+    """' name=value' when the column has a value (>= 0)."""
+    if value < 0:
+        return p
+    return _put_decimal(out, _put_text(out, p, word_text, word_len, word), value)
+
+
 @nb.njit(cache=True)
 def build_blocks(buf, rows, index, iface, ts_ns, out, tunnel_text, tunnel_len, word_text,
                  word_len):  # pragma: no cover - compiled
@@ -104,18 +112,10 @@ def build_blocks(buf, rows, index, iface, ts_ns, out, tunnel_text, tunnel_len, w
             q += 8
         c = q + 4  # opt_comment text
         e = _put_text(out, c, tunnel_text, tunnel_len, r.tunnel)
-        if r.erspan_session >= 0:
-            e = _put_text(out, e, word_text, word_len, W_SESSION)
-            e = _put_decimal(out, e, r.erspan_session)
-        if r.gre_seq >= 0:
-            e = _put_text(out, e, word_text, word_len, W_SEQ)
-            e = _put_decimal(out, e, r.gre_seq)
-        if r.vni >= 0:
-            e = _put_text(out, e, word_text, word_len, W_VNI)
-            e = _put_decimal(out, e, r.vni)
-        if r.erspan_vlan >= 0:
-            e = _put_text(out, e, word_text, word_len, W_VLAN)
-            e = _put_decimal(out, e, r.erspan_vlan)
+        e = _put_field(out, e, word_text, word_len, W_SESSION, r.erspan_session)
+        e = _put_field(out, e, word_text, word_len, W_SEQ, r.gre_seq)
+        e = _put_field(out, e, word_text, word_len, W_VNI, r.vni)
+        e = _put_field(out, e, word_text, word_len, W_VLAN, r.erspan_vlan)
         if r.direction == 1:
             e = _put_text(out, e, word_text, word_len, W_INGRESS)
         elif r.direction == 2:

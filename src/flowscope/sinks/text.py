@@ -71,15 +71,6 @@ def write_packet_lines(table: pa.Table, out: TextIO, header: bool) -> None:
         out.write("\n".join(lines) + "\n")
 
 
-def print_table(table: pa.Table, console: Console, title: str | None = None) -> None:
-    t = Table(title=title, show_lines=False, header_style="bold")
-    for name in table.column_names:
-        t.add_column(name, overflow="fold")
-    for row in table.to_pylist():
-        t.add_row(*(_cell(v) for v in row.values()))
-    console.print(t)
-
-
 def print_mirrors(table: pa.Table, console: Console) -> None:
     """The mirror streams, one line each, loss first-class."""
     t = Table(title=f"{table.num_rows} mirror streams", header_style="bold")
