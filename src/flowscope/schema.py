@@ -48,3 +48,68 @@ MIRRORS = pa.schema([
     pa.field("seq_resets", pa.int64(), True),
     pa.field("quirks", pa.list_(pa.string()), False),
 ])
+
+NAK_TYPE = pa.struct([
+    pa.field("psn_seq_err", pa.int64(), False), pa.field("invalid_req", pa.int64(), False),
+    pa.field("remote_access", pa.int64(), False), pa.field("remote_op", pa.int64(), False),
+    pa.field("invalid_rd", pa.int64(), False), pa.field("rnr", pa.int64(), False),
+])
+
+SESSIONS = pa.schema([
+    pa.field("proto", pa.string(), False, {"doc": "tcp, udp, icmp, roce, or the IP protocol"}),
+    pa.field("orig_h", pa.string(), False, {"doc": "originator (TCP: the SYN sender)"}),
+    pa.field("orig_p", pa.int32(), True, {"doc": "ICMP: type"}),
+    pa.field("resp_h", pa.string(), False),
+    pa.field("resp_p", pa.int32(), True, {"doc": "ICMP: code"}),
+    pa.field("mirror_session", pa.int64(), True, {"doc": "ERSPAN session id, else VNI"}),
+    pa.field("ts", pa.float64(), False, {"doc": "first packet, seconds since the epoch"}),
+    pa.field("duration", pa.float64(), False, {"doc": "seconds, first to last packet"}),
+    pa.field("orig_pkts", pa.int64(), False, {"doc": "mirror copies counted once"}),
+    pa.field("resp_pkts", pa.int64(), False),
+    pa.field("orig_bytes", pa.int64(), False, {"doc": "payload bytes"}),
+    pa.field("resp_bytes", pa.int64(), False),
+    pa.field("conn_state", pa.string(), True, {"doc": "Zeek conn_state (TCP, UDP, ICMP)"}),
+    pa.field("history", pa.string(), True, {"doc": "Zeek history letters"}),
+    pa.field("verdict", pa.string(), False, {"doc": "one word: what happened"}),
+    pa.field("evidence", pa.list_(pa.string()), False, {"doc": "why, and what is unknown"}),
+    # TCP
+    pa.field("rtt_ms", pa.float64(), True,
+             {"doc": "TCP: SYN to SYN-ACK at the mirror; RoCE: mean request to ACK"}),
+    pa.field("ack_rtt_ms", pa.float64(), True, {"doc": "TCP: SYN-ACK to ACK at the mirror"}),
+    pa.field("retrans", pa.int64(), True, {"doc": "Wireshark tcp.analysis.retransmission"}),
+    pa.field("out_of_order", pa.int64(), True),
+    pa.field("dup_acks", pa.int64(), True),
+    pa.field("zero_window", pa.int64(), True),
+    pa.field("reset_by", pa.string(), True, {"doc": "orig or resp: who sent the first RST"}),
+    # RoCEv2
+    pa.field("dest_qp", pa.int64(), True, {"doc": "the responder's queue pair"}),
+    pa.field("opcodes", pa.list_(pa.string()), True, {"doc": "BTH opcodes seen"}),
+    pa.field("messages", pa.int64(), True),
+    pa.field("psn_gaps", pa.int64(), True, {"doc": "forward PSN jumps in requests"}),
+    pa.field("duplicates", pa.int64(), True, {"doc": "requests with a PSN already seen"}),
+    pa.field("gbn_bursts", pa.int64(), True, {"doc": "go-back-N retransmission bursts"}),
+    pa.field("cnp", pa.int64(), True, {"doc": "congestion notifications for this flow"}),
+    pa.field("nak", NAK_TYPE, True, {"doc": "NAKs by AETH syndrome"}),
+    pa.field("ce_marked", pa.int64(), True, {"doc": "packets with ECN CE"}),
+    pa.field("ect_pkts", pa.int64(), True, {"doc": "packets with ECN ECT(0)/ECT(1)/CE"}),
+    # bookkeeping (Zeek conn.log and the mirror)
+    pa.field("uid", pa.string(), False, {"doc": "stable id, Zeek-style"}),
+    pa.field("orig_ip_bytes", pa.int64(), False),
+    pa.field("resp_ip_bytes", pa.int64(), False),
+    pa.field("missed_bytes", pa.int64(), True, {"doc": "TCP bytes in sequence holes"}),
+    pa.field("mirror_copies", pa.int64(), False, {"doc": "duplicate mirror copies dropped"}),
+    pa.field("problem", pa.bool_(), False, {"doc": "the verdict is a failure or degradation"}),
+])
+
+TIMELINE = pa.schema([
+    pa.field("interval_start", pa.float64(), False),
+    pa.field("interval", pa.float64(), False, {"doc": "seconds"}),
+    pa.field("new_sessions", pa.int64(), False),
+    pa.field("failures", pa.map_(pa.string(), pa.int64()), False,
+             {"doc": "sessions started in the interval that failed, by conn_state/verdict"}),
+    pa.field("retrans", pa.int64(), False),
+    pa.field("cnp", pa.int64(), False),
+    pa.field("nak", pa.int64(), False),
+    pa.field("ce_marked", pa.int64(), False),
+    pa.field("packets", pa.int64(), False),
+])

@@ -39,6 +39,7 @@ STATE = np.dtype([
     ("advances", np.int64), ("lost", np.int64), ("duplicates", np.int64),
     ("reordered", np.int64), ("seq_resets", np.int64), ("directions", np.uint8),
     ("quirks", np.uint16), ("last_hw_ts", np.int64), ("last_hw_full", np.int64),
+    ("gaps", np.int64),
 ])
 
 
@@ -74,6 +75,7 @@ def _sequence(st, q):  # pragma: no cover - compiled
             st.seq_resets += 1
             st.lost += dp - 1
             st.advances += 1
+            st.gaps += dp > 1
             st.base_seq = st.pending
             st.max_seq = q
             st.window = (np.uint64(1) << np.uint64(dp)) | np.uint64(1)
@@ -92,6 +94,7 @@ def _sequence(st, q):  # pragma: no cover - compiled
         else:
             st.lost += d - 1
             st.advances += 1
+            st.gaps += d > 1
             st.window = (st.window << np.uint64(d)) | np.uint64(1) if d < 64 else np.uint64(1)
         st.max_seq = q
     else:
@@ -194,6 +197,7 @@ def account(stream, rows, state):  # pragma: no cover - compiled
             st.directions |= np.uint8(1 << (r.direction - 1))
         if r.gre_seq >= 0:
             _sequence(st, r.gre_seq)
+            r.mirror_gaps = st.gaps
         if r.erspan_ts >= 0:
             r.orig_ts = _hw_time(st, r.erspan_ts, r.erspan_gra, r.erspan_platform,
                                  r.erspan_platform_info, r.ts_ns)

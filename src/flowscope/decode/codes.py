@@ -8,11 +8,11 @@ LAYERS = (
     "",  # 0: no layer
     "eth", "vlan", "sll", "sll2", "ipv4", "ipv6", "gre",
     "erspan1", "erspan2", "erspan3", "udp", "tcp", "icmp", "icmpv6", "vxlan", "geneve",
-    "arp", "sctp",
+    "arp", "sctp", "bth",
 )
 L_ETH, L_VLAN, L_SLL, L_SLL2, L_IPV4, L_IPV6, L_GRE = 1, 2, 3, 4, 5, 6, 7
 L_ERSPAN1, L_ERSPAN2, L_ERSPAN3, L_UDP, L_TCP, L_ICMP, L_ICMPV6 = 8, 9, 10, 11, 12, 13, 14
-L_VXLAN, L_GENEVE, L_ARP, L_SCTP = 15, 16, 17, 18
+L_VXLAN, L_GENEVE, L_ARP, L_SCTP, L_BTH = 15, 16, 17, 18, 19
 MAX_LAYERS = 24
 
 # Tunnel kinds: what a mirror stream is carried in (the first tunnel layer).

@@ -63,6 +63,7 @@ DECODED = np.dtype([
     ("dst", np.uint8, (16,)),
     ("proto", np.int16),
     ("ecn", np.int8),
+    ("ip_id", np.int32),  # IPv4 identification, -1 for IPv6
     ("l3_off", np.int64),
     ("l4_off", np.int64),
     ("sport", np.int32),
@@ -72,6 +73,14 @@ DECODED = np.dtype([
     ("tcp_ack", np.int64),
     ("tcp_window", np.int32),
     ("payload_len", np.int32),  # L4 payload bytes on the wire
+    ("icmp_type", np.int16),
+    ("icmp_code", np.int16),
+    # RoCEv2 (UDP 4791): InfiniBand BTH and AETH
+    ("bth_opcode", np.int16),
+    ("bth_flags", np.int8),  # roce.F_BECN | F_FECN | F_ACKREQ
+    ("bth_qp", np.int32),  # DestQP
+    ("bth_psn", np.int32),
+    ("aeth_syndrome", np.int16),
     # the mirrored frame, for decapsulation
     ("inner_off", np.int64),  # buffer offset of the innermost tunnel payload, -1 if none
     ("inner_link", np.int32),  # its link type: 1 Ethernet, 101 raw IP
@@ -80,6 +89,7 @@ DECODED = np.dtype([
     # filled after decoding
     ("stream", np.int32),  # mirror stream id (analyse.mirrors), -1 if not tunnelled
     ("orig_ts", np.int64),  # restored hardware timestamp, ns, NO_TS if none
+    ("mirror_gaps", np.int64),  # GRE sequence gaps of its stream so far (-1: not measured)
 ])
 
 

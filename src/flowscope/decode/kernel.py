@@ -10,14 +10,14 @@ from __future__ import annotations
 import numba as nb
 
 from flowscope.decode import codes as c
-from flowscope.decode import erspan, ethernet, geneve, gre, ip, transport, vxlan
+from flowscope.decode import erspan, ethernet, geneve, gre, ip, roce, transport, vxlan
 from flowscope.decode.columns import NO_TS
 from flowscope.decode.layout import read
 
 # What the walk expects next.
 N_DONE, N_ETH, N_IP_SNIFF, N_IPV4, N_IPV6, N_SLL, N_SLL2 = 0, 1, 2, 3, 4, 5, 6
 N_GRE, N_ERSPAN1, N_ERSPAN2, N_ERSPAN3, N_UDP, N_TCP, N_ICMP = 7, 8, 9, 10, 11, 12, 13
-N_ICMPV6, N_VXLAN, N_GENEVE, N_SCTP, N_ARP = 14, 15, 16, 17, 18
+N_ICMPV6, N_VXLAN, N_GENEVE, N_SCTP, N_ARP, N_BTH = 14, 15, 16, 17, 18, 19
 
 
 @nb.njit(inline="always", cache=True)
@@ -98,11 +98,20 @@ def _init_row(r) -> None:  # pragma: no cover - compiled
     r.tcp_ack = -1
     r.tcp_window = -1
     r.payload_len = -1
+    r.ip_id = -1
+    r.icmp_type = -1
+    r.icmp_code = -1
+    r.bth_opcode = -1
+    r.bth_flags = 0
+    r.bth_qp = -1
+    r.bth_psn = -1
+    r.aeth_syndrome = -1
     r.inner_off = -1
     r.inner_link = 0
     r.inner_caplen = -1
     r.stream = -1
     r.orig_ts = NO_TS
+    r.mirror_gaps = -1
 
 
 @nb.njit(inline="always", cache=True)
@@ -123,6 +132,14 @@ def _clear_inner(r) -> None:  # pragma: no cover - compiled
     r.tcp_ack = -1
     r.tcp_window = -1
     r.payload_len = -1
+    r.ip_id = -1
+    r.icmp_type = -1
+    r.icmp_code = -1
+    r.bth_opcode = -1
+    r.bth_flags = 0
+    r.bth_qp = -1
+    r.bth_psn = -1
+    r.aeth_syndrome = -1
 
 
 @nb.njit(cache=True)
@@ -251,6 +268,7 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
             proto = read(buf, pos, ip.V4_PROTOCOL)
             r.proto = proto
             r.ecn = buf[pos + 1] & 3
+            r.ip_id = read(buf, pos, ip.V4_ID)
             r.l3_off = pos
             r.sport = -1
             r.dport = -1
@@ -517,6 +535,24 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
             for k in range(geneve_ports.shape[0]):
                 if dport == geneve_ports[k]:
                     nxt = N_GENEVE
+            if nxt == N_DONE and dport == roce.UDP_PORT:
+                nxt = N_BTH
+        elif nxt == N_BTH:
+            if pos + roce.BTH_LEN > cap_end:
+                break  # a sliced copy: the UDP datagram is known, its BTH is not
+            r.encap[n] = c.L_BTH
+            n += 1
+            opcode = read(buf, pos, roce.OPCODE)
+            r.bth_opcode = opcode
+            r.bth_flags = (read(buf, pos, roce.BECN) * roce.F_BECN
+                           | read(buf, pos, roce.FECN) * roce.F_FECN
+                           | read(buf, pos, roce.ACKREQ) * roce.F_ACKREQ)
+            r.bth_qp = read(buf, pos, roce.DEST_QP)
+            r.bth_psn = read(buf, pos, roce.PSN)
+            if opcode != roce.CNP and (opcode & 0x1F) in roce.AETH_OPERATIONS:
+                if pos + roce.BTH_LEN + roce.AETH_LEN <= cap_end:
+                    r.aeth_syndrome = read(buf, pos + roce.BTH_LEN, roce.SYNDROME)
+            nxt = N_DONE
         elif nxt == N_VXLAN or nxt == N_GENEVE:
             if pos + vxlan.HEADER_LEN > cap_end:
                 err = c.E_TRUNCATED
@@ -605,6 +641,9 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
                 break
             r.encap[n] = c.L_ICMP if nxt == N_ICMP else c.L_ICMPV6
             n += 1
+            r.icmp_type = read(buf, pos, transport.ICMP_TYPE)
+            r.icmp_code = read(buf, pos, transport.ICMP_CODE)
+            r.payload_len = max(0, wire_end - pos - transport.ICMP_HEADER_LEN)
             nxt = N_DONE
         elif nxt == N_ARP:
             r.encap[n] = c.L_ARP

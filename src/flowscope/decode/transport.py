@@ -30,4 +30,7 @@ UDP_FIELDS = {"sport": SRC_PORT, "dport": DST_PORT, "length": Field(4, 2, 0, 0xF
 UDP_LENGTH = UDP_FIELDS["length"]
 SCTP_MIN_LEN = 12
 ICMP_MIN_LEN = 4
+ICMP_HEADER_LEN = 8  # type, code, checksum and the 4-byte rest of header (RFC 792)
 ICMP_FIELDS = {"type": Field(0, 1, 0, 0xFF), "code": Field(1, 1, 0, 0xFF)}
+ICMP_TYPE = ICMP_FIELDS["type"]
+ICMP_CODE = ICMP_FIELDS["code"]

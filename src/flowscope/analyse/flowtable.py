@@ -1,0 +1,121 @@
+"""An open-addressing hash table from a flow key to a row of a tracker's state array.
+
+Flow keys are hashed twice, with FNV-1a from two different offset bases; the table stores
+both 64-bit hashes, so two different flows share a slot only if 128 bits collide (with a
+million live flows, about 10^-27).  The key itself lives in the tracker's state rows.
+
+Deletion is by rebuilding: trackers flush idle flows in bulk, compact their state array and
+call :func:`rebuild`, which is cheaper and simpler than tombstones.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+FNV_PRIME = np.uint64(0x100000001B3)
+BASIS_1 = np.uint64(0xCBF29CE484222325)
+BASIS_2 = np.uint64(0x84222325CBF29CE4)
+EMPTY = -1
+
+
+@nb.njit(inline="always", cache=True)
+def mix(h, v):  # pragma: no cover - compiled
+    """One FNV-1a step over the 8 bytes of v."""
+    x = np.uint64(v)
+    for _ in range(8):
+        h = (h ^ (x & np.uint64(0xFF))) * FNV_PRIME
+        x = x >> np.uint64(8)
+    return h
+
+
+@nb.njit(inline="always", cache=True)
+def mix_bytes(h, a):  # pragma: no cover - compiled
+    for k in range(a.shape[0]):
+        h = (h ^ np.uint64(a[k])) * FNV_PRIME
+    return h
+
+
+@nb.njit(cache=True)
+def find(slots, hashes, h1, h2):  # pragma: no cover - compiled
+    """The state row of flow (h1, h2), or -(slot + 2) where it would be inserted."""
+    mask = slots.shape[0] - 1
+    i = np.int64(h1 & np.uint64(mask))
+    while True:
+        j = slots[i]
+        if j == EMPTY:
+            return -(i + 2)
+        if hashes[j, 0] == h1 and hashes[j, 1] == h2:
+            return j
+        i = (i + 1) & mask
+
+
+@nb.njit(cache=True)
+def rebuild(slots, hashes, n):  # pragma: no cover - compiled
+    """Re-insert rows 0..n-1 after a compaction or a resize."""
+    slots[:] = EMPTY
+    mask = slots.shape[0] - 1
+    for j in range(n):
+        i = np.int64(hashes[j, 0] & np.uint64(mask))
+        while slots[i] != EMPTY:
+            i = (i + 1) & mask
+        slots[i] = j
+
+
+def table_size(capacity: int) -> int:
+    """A power of two at least twice the capacity (load factor <= 0.5)."""
+    size = 16
+    while size < 2 * capacity:
+        size *= 2
+    return size
+
+
+class FlowStore:
+    """A tracker's live flows: state rows, their key hashes and the table over them.
+
+    The compiled tracker appends rows itself (it gets ``n`` back through ``used``); between
+    batches, :meth:`reserve` makes room for a batch's worth of new flows and :meth:`take`
+    removes flushed flows, returning their final state.
+    """
+
+    def __init__(self, dtype: np.dtype, capacity: int = 1024) -> None:
+        self.dtype = dtype
+        self.state = np.zeros(capacity, dtype)
+        self.hashes = np.zeros((capacity, 2), np.uint64)
+        self.slots = np.full(table_size(capacity), EMPTY, np.int64)
+        self.used = np.zeros(1, np.int64)  # rows in use; written by the compiled tracker
+
+    @property
+    def n(self) -> int:
+        return int(self.used[0])
+
+    def live(self) -> np.ndarray:
+        return self.state[: self.n]
+
+    def reserve(self, extra: int) -> None:
+        need = self.n + extra
+        if need <= self.state.shape[0]:
+            return
+        capacity = max(need, 2 * self.state.shape[0])
+        state = np.zeros(capacity, self.dtype)
+        state[: self.n] = self.state[: self.n]
+        hashes = np.zeros((capacity, 2), np.uint64)
+        hashes[: self.n] = self.hashes[: self.n]
+        self.state, self.hashes = state, hashes
+        self.slots = np.full(table_size(capacity), EMPTY, np.int64)
+        rebuild(self.slots, self.hashes, self.n)
+
+    def take(self, done: np.ndarray) -> np.ndarray:
+        """Remove the flows where ``done`` (a mask over the live rows) is true; their rows."""
+        n = self.n
+        if not done.any():
+            return self.state[:0].copy()
+        out = self.state[:n][done].copy()
+        keep = ~done
+        kept = int(keep.sum())
+        self.state[:kept] = self.state[:n][keep]
+        self.hashes[:kept] = self.hashes[:n][keep]
+        self.state[kept:n] = np.zeros(1, self.dtype)
+        self.used[0] = kept
+        rebuild(self.slots, self.hashes, kept)
+        return out
