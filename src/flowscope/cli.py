@@ -25,6 +25,34 @@ class RowFormat(StrEnum):
     jsonl = "jsonl"
 
 
+class SessionFormat(StrEnum):
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+    zeek = "zeek"
+
+
+def _duration_ns(text: str) -> int:
+    """'1s', '500ms', '2m', '1h', '0.5' (seconds) -> ns."""
+    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+             "h": 3_600_000_000_000}
+    t = text.strip().lower()
+    for unit in sorted(units, key=len, reverse=True):
+        if t.endswith(unit):
+            number, scale = t[: -len(unit)], units[unit]
+            break
+    else:
+        number, scale = t, units["s"]
+    try:
+        value = float(number)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration such as 1s, 500ms or 5m") from None
+    if value <= 0:
+        raise typer.BadParameter("the interval must be positive")
+    return int(value * scale)
+
+
 class SplitBy(StrEnum):
     session = "session"
     vni = "vni"
@@ -167,6 +195,85 @@ def decap(files: Files,
               + (f"; {writer.skipped} frames had no mirror encapsulation" if writer.skipped
                  else ""))
     _report(run)
+
+
+@app.command()
+def sessions(files: Files,
+             format: Annotated[SessionFormat, typer.Option("--format", "-f")] = SessionFormat.table,
+             output: Annotated[str | None, typer.Option(
+                 "--output", "-o", help="file to write (default: standard output)")] = None,
+             problems: Annotated[bool, typer.Option(
+                 "--problems", help="only sessions that failed or degraded")] = False,
+             interval: Annotated[str | None, typer.Option(
+                 "--interval", help="emit a time series per interval (e.g. 1s, 100ms, 1m) "
+                                    "instead of sessions")] = None,
+             limit: Annotated[int | None, typer.Option(
+                 "--limit", "-n", min=0, help="table format: show at most N rows")] = None,
+             vxlan_port: VxlanPorts = None, geneve_port: GenevePorts = None,
+             max_depth: MaxDepth = 4) -> None:
+    """One row per session (TCP with Zeek conn_state, UDP, ICMP, RoCEv2 queue pair), problems
+    first, with a verdict and its evidence."""
+    from flowscope.pipeline import track_sessions
+
+    interval_ns = _duration_ns(interval) if interval else None
+    if format is SessionFormat.parquet and output is None and sys.stdout.isatty():
+        _fail(FlowscopeError("--format parquet needs -o FILE (or a pipe)"))
+    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
+    try:
+        result = track_sessions(run, _progress(run), interval_ns)
+    except FlowscopeError as e:
+        _fail(e)
+    table = result.table
+    if problems:
+        table = table.filter(table.column("problem"))
+    try:
+        if result.timeline is not None:
+            _write_rows(result.timeline, format, output, timeline=True)
+        else:
+            _write_rows(table, format, output, limit=limit)
+    except OSError as e:
+        _fail(FlowscopeError(f"{output}: cannot write: {e.strerror}"))
+    except BrokenPipeError:
+        sys.stderr.close()
+        return
+    _report(run)
+
+
+def _write_rows(table, format: SessionFormat, output: str | None, *,  # type: ignore[no-untyped-def]
+                timeline: bool = False, limit: int | None = None) -> None:
+    from flowscope.sinks.files import write_table
+    from flowscope.sinks.text import print_sessions, write_jsonl
+
+    if format is SessionFormat.table:
+        if timeline:
+            format = SessionFormat.csv if output else SessionFormat.jsonl
+        else:
+            with open(output, "w") if output else _stdout() as out:
+                print_sessions(table, Console(file=out, width=None if out.isatty() else 220,
+                                              emoji=False, highlight=False), limit)
+            return
+    if format is SessionFormat.zeek:
+        if timeline:
+            raise FlowscopeError("--format zeek writes sessions (conn.log), not a time series")
+        from flowscope.sinks.zeek import write_conn_log
+
+        with open(output, "w") if output else _stdout() as out:
+            write_conn_log(table, out)
+        return
+    if format is SessionFormat.jsonl and not output:
+        write_jsonl(table, sys.stdout)
+        return
+    write_table(table, format.value, output)
+
+
+class _stdout:
+    """sys.stdout as a context manager that is not closed."""
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return sys.stdout
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout.flush()
 
 
 def main() -> None:

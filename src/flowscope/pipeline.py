@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from flowscope.analyse.mirrors import MirrorTracker
 from flowscope.batch import PacketBatch
@@ -51,3 +52,40 @@ def decode_files(paths: Iterable[str], config: DecodeConfig | None = None) -> np
     from flowscope.decode.columns import DECODED
 
     return np.concatenate(parts) if parts else np.zeros(0, DECODED)
+
+
+@dataclass
+class SessionResult:
+    """``flowscope sessions``: one row per session (schema.SESSIONS), problems first, and
+    the time series when an interval was asked for (schema.TIMELINE)."""
+
+    table: pa.Table
+    timeline: pa.Table | None
+
+
+def track_sessions(run: PacketRun, batches: Iterable[tuple[PacketBatch, np.ndarray]] | None = None,
+                   interval_ns: int | None = None) -> SessionResult:
+    """Run the session trackers over a packet run (its batches, or the given iterator of
+    them, e.g. one wrapped in a progress bar)."""
+    from flowscope.analyse.qp_rows import merge
+    from flowscope.analyse.sessions import SessionTracker
+    from flowscope.analyse.timeline import Timeline
+    from flowscope.sinks.sessions import conn_table, problems_first, qp_table
+
+    tracker = SessionTracker()
+    timeline = Timeline(interval_ns) if interval_ns else None
+    tables = []
+    for _, rows in batches if batches is not None else run.batches():
+        events = tracker.update(rows)
+        if timeline is not None:
+            timeline.update(rows["ts_ns"], events)
+        tables.extend(conn_table(c) for c in tracker.drain_conns())
+    tracker.close()
+    tables.extend(conn_table(c) for c in tracker.drain_conns())
+    qps = tracker.queue_pairs()
+    if qps.shape[0]:
+        tables.append(qp_table(merge(qps)))
+    from flowscope import schema
+
+    table = problems_first(pa.concat_tables(tables) if tables else schema.SESSIONS.empty_table())
+    return SessionResult(table, timeline.table(table) if timeline is not None else None)

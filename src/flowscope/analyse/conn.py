@@ -58,7 +58,8 @@ CONN_STATE = np.dtype([
     ("addr", np.uint8, (2, 16)), ("port", np.int32, (2,)),  # [0] originator, [1] responder
     ("orig_guess", np.uint8),
     # both kinds
-    ("first_ts", np.int64), ("last_ts", np.int64),
+    ("first_ts", np.int64), ("last_ts", np.int64),  # last_ts: any packet (idle flush)
+    ("end_ts", np.int64),  # Zeek's last_time: not moved once both sides closed (duration)
     ("pkts", np.int64, (2,)), ("payload", np.int64, (2,)), ("ip_bytes", np.int64, (2,)),
     ("sliced", np.int64), ("cut", np.int64), ("truncated_t", np.int64),
     ("mirror_gaps_seen", np.int64),  # GRE gaps of the mirror stream during the connection
@@ -404,6 +405,7 @@ def _state_machine(st, side, flags, length, base_seq, delta_last):  # pragma: no
             st.did_close[side] = 1
         if rst:
             _set_state(st, side, RESET)
+            st.did_close[side] = 1
         if st.state[side] == INACTIVE:
             if not (side == 1 and length == 0 and st.state[0] == SYN_SENT):
                 _set_state(st, side, PARTIAL)
@@ -413,6 +415,7 @@ def _state_machine(st, side, flags, length, base_seq, delta_last):  # pragma: no
             st.did_close[side] = 1
         if rst:
             _set_state(st, side, RESET)
+            st.did_close[side] = 1
     elif state == ESTABLISHED or state == PARTIAL:
         if syn and state == PARTIAL and st.state[peer] == INACTIVE and not ack:
             _set_state(st, side, SYN_SENT)
@@ -423,6 +426,7 @@ def _state_machine(st, side, flags, length, base_seq, delta_last):  # pragma: no
                 _set_state(st, peer, CLOSED)  # the peer's FIN then RST: normal termination
         if rst:
             _set_state(st, side, RESET)
+            st.did_close[side] = 1
     elif state == CLOSED:
         if rst and st.state[peer] != CLOSED:
             _set_state(st, side, RESET)
@@ -665,6 +669,8 @@ def track(rows, slots, hashes, state, used, events, retired, n_retired):  # prag
             events[i] |= EV_COPY
             continue
         st.last_ts = now
+        if not (st.did_close[0] and st.did_close[1]):
+            st.end_ts = now  # TCPSessionAdapter::DeliverPacket
         st.pkts[side] += 1
         st.ip_bytes[side] += max(0, r.len - (r.l3_off - (r.inner_off if r.inner_off >= 0
                                                         else 0)))

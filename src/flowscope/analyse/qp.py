@@ -38,6 +38,7 @@ N_NAK = 6  # psn_seq_err, invalid_req, remote_access, remote_op, invalid_rd, rnr
 EV_NEW, EV_RETRANS, EV_CNP, EV_NAK, EV_CE, EV_COPY = 1, 2, 4, 8, 16, 32
 
 QP_STATE = np.dtype([
+    ("key", np.uint64, (2,)),  # this flow's key hashes (peers refer to each other by them)
     ("mirror_session", np.int64), ("ipver", np.uint8),
     ("src", np.uint8, (16,)), ("dst", np.uint8, (16,)), ("dest_qp", np.int64),
     ("first_ts", np.int64), ("last_ts", np.int64),
@@ -91,6 +92,8 @@ def _flow(r, slots, hashes, state, used):  # pragma: no cover - compiled
     hashes[j, 0] = h1
     hashes[j, 1] = h2
     st = state[j]
+    st.key[0] = h1
+    st.key[1] = h2
     st.mirror_session = copies.mirror_session(r)
     st.ipver = r.ipver
     for k in range(16):

@@ -83,19 +83,24 @@ class SessionTracker:
             taken = self.conns.take(idle > timeout)
             if taken.shape[0]:
                 self.finished.conns.append(taken)
-        # Queue pairs pair up across directions, so they all stay until the end unless idle.
+        # Idle queue pairs leave the live table; they are few, and are paired and merged
+        # into sessions at the end (their partner may go idle later).
         live = self.qps.live()
         if live.shape[0]:
             taken = self.qps.take(self.now - live["last_ts"] > QP_INACTIVITY_NS)
             if taken.shape[0]:
                 self.finished.qps.append(taken)
 
-    def drain(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Finished (connections, queue pairs) so far, emptied as they are handed out."""
-        while self.finished.conns or self.finished.qps:
-            c = self.finished.conns.pop(0) if self.finished.conns else np.zeros(0, conn.CONN_STATE)
-            q = self.finished.qps.pop(0) if self.finished.qps else np.zeros(0, qp.QP_STATE)
-            yield c, q
+    def drain_conns(self) -> Iterator[np.ndarray]:
+        """Connections finished so far, handed out once."""
+        while self.finished.conns:
+            yield self.finished.conns.pop(0)
+
+    def queue_pairs(self) -> np.ndarray:
+        """Every queue-pair flow (after :meth:`close`)."""
+        if not self.finished.qps:
+            return np.zeros(0, qp.QP_STATE)
+        return np.concatenate(self.finished.qps)
 
     def close(self) -> None:
         """End of input: everything still live is finished."""

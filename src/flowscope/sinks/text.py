@@ -94,3 +94,35 @@ def print_mirrors(table: pa.Table, console: Console) -> None:
     console.print(t)
     console.print("lost/dup/reord/resets come from GRE sequence numbers; n/a = the stream has "
                   "none (ERSPAN I, VXLAN, Geneve) or they never advance")
+
+
+VERDICT_STYLE = {"ok": "green", "open": "green", "midstream": "dim", "healthy": "green",
+                 "unknown": "yellow", "lossy": "yellow", "congested": "yellow"}
+
+
+def print_sessions(table: pa.Table, console: Console, limit: int | None = None) -> None:
+    """Problems first, one line each with the verdict and its first piece of evidence."""
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("verdict", "proto", "originator", "responder", "state", "history", "pkts",
+                 "duration", "mirror", "evidence"):
+        t.add_column(name, justify="right" if name in ("pkts", "duration", "mirror") else "left",
+                     overflow="fold" if name == "evidence" else "ellipsis")
+    rows = table.slice(0, limit).to_pylist() if limit is not None else table.to_pylist()
+    for r in rows:
+        style = VERDICT_STYLE.get(r["verdict"], "red")
+        orig = r["orig_h"] + ("" if r["orig_p"] is None else f":{r['orig_p']}")
+        resp = r["resp_h"] + ("" if r["resp_p"] is None else f":{r['resp_p']}")
+        if r["proto"] == "roce" and r["dest_qp"] is not None:
+            resp += f" qp 0x{r['dest_qp']:06x}"
+        extra = ""
+        if r["proto"] == "tcp" and r["retrans"]:
+            extra = f"retrans {r['retrans']}"
+        evidence = "; ".join(([extra] if extra and not r["evidence"] else []) + r["evidence"][:2])
+        t.add_row(f"[{style}]{r['verdict']}[/]", r["proto"], orig, resp,
+                  r["conn_state"] or "-", r["history"] or "-",
+                  f"{r['orig_pkts']}/{r['resp_pkts']}", f"{r['duration']:.3f}",
+                  _cell(r["mirror_session"]), evidence or "-")
+    console.print(t)
+    problems = sum(table.column("problem").to_pylist())
+    shown = "" if limit is None or limit >= table.num_rows else f", first {limit} shown"
+    console.print(f"{table.num_rows} sessions, {problems} with problems{shown}")

@@ -1,0 +1,154 @@
+"""Finished sessions as Arrow tables (schema.SESSIONS) and the time series (schema.TIMELINE).
+
+Connections are converted column by column; RoCE queue pairs (few rows) from the merged
+rows of :mod:`flowscope.analyse.qp_rows`.  Rows come out problems first: failures and
+degradations, then the rest, each group in time order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from flowscope import schema
+from flowscope.analyse import conn as c
+from flowscope.analyse import verdicts
+from flowscope.analyse.flowtable import mix
+from flowscope.sinks.arrow import ip_strings
+
+PROTO_NAMES = {c.KIND_TCP: "tcp", c.KIND_UDP: "udp", c.KIND_ICMP: "icmp"}
+UID_ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                             np.uint8)
+TCP_ONLY = ("rtt_ms", "ack_rtt_ms", "retrans", "out_of_order", "dup_acks", "zero_window",
+            "reset_by", "missed_bytes")
+ROCE_ONLY = ("dest_qp", "opcodes", "messages", "psn_gaps", "duplicates", "gbn_bursts", "cnp",
+             "nak", "ce_marked", "ect_pkts")
+
+
+def uids(first_ts: np.ndarray, salt: np.ndarray) -> pa.Array:
+    """Zeek-style connection ids: 'C' and 17 base-62 digits from a hash of time and key."""
+    h1 = first_ts.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ salt.astype(np.uint64)
+    h2 = (h1 ^ (h1 >> np.uint64(31))) * np.uint64(0xBF58476D1CE4E5B9)
+    digits = np.empty((h1.shape[0], 18), np.uint8)
+    digits[:, 0] = ord("C")
+    for k in range(1, 18):
+        h = h1 if k <= 10 else h2
+        digits[:, k] = UID_ALPHABET[(h % np.uint64(62)).astype(np.int64)]
+        if k <= 10:
+            h1 = h1 // np.uint64(62)
+        else:
+            h2 = h2 // np.uint64(62)
+    return pa.array(digits.view("S18").ravel().astype(str), pa.string())
+
+
+def _ms(later: np.ndarray, earlier: np.ndarray) -> pa.Array:
+    ok = (later >= 0) & (earlier >= 0)
+    return pa.array(np.where(ok, (later - earlier) / 1e6, 0.0), pa.float64(), mask=~ok)
+
+
+def conn_table(st: np.ndarray) -> pa.Table:
+    n = st.shape[0]
+    history = verdicts.history_strings(st)
+    states = verdicts.conn_state(st, history)
+    verdict, evidence = verdicts.judge(st, states)
+    kind = st["kind"]
+    tcp = kind == c.KIND_TCP
+    proto = np.array([PROTO_NAMES.get(int(k), "") for k in kind], dtype=object)
+    other = kind == c.KIND_OTHER
+    proto[other] = st["proto"][other].astype(str)
+    ports = st["port"]
+    has_port = kind != c.KIND_OTHER
+    size = verdicts.zeek_size(st)
+    payload = np.where(tcp[:, None], size, st["payload"])
+    salt = np.array([mix(np.uint64(0), int(x)) for x in st["port"][:, 0] + (st["port"][:, 1] << 16)],
+                    np.uint64) if n else np.zeros(0, np.uint64)
+    salt ^= st["addr"][:, 0, :].view(np.uint64)[:, 1] ^ st["addr"][:, 1, :].view(np.uint64)[:, 1]
+    null_i = np.zeros(n, np.int64)
+
+    def tcp_col(values: np.ndarray) -> pa.Array:
+        return pa.array(values, pa.int64(), mask=~tcp)
+
+    reset_by = np.array([None, "orig", "resp"], dtype=object)[st["reset_by"] + 1]
+    cols: dict[str, Any] = {
+        "proto": pa.array(proto, pa.string()),
+        "orig_h": ip_strings(st["ipver"], st["addr"][:, 0, :]),
+        "orig_p": pa.array(ports[:, 0], pa.int32(), mask=~has_port),
+        "resp_h": ip_strings(st["ipver"], st["addr"][:, 1, :]),
+        "resp_p": pa.array(ports[:, 1], pa.int32(), mask=~has_port),
+        "mirror_session": pa.array(st["mirror_session"], pa.int64(),
+                                   mask=st["mirror_session"] < 0),
+        "ts": pa.array(st["first_ts"] / 1e9, pa.float64()),
+        "duration": pa.array((np.where(tcp, st["end_ts"], st["last_ts"]) - st["first_ts"]) / 1e9,
+                             pa.float64()),
+        "orig_pkts": pa.array(st["pkts"][:, 0], pa.int64()),
+        "resp_pkts": pa.array(st["pkts"][:, 1], pa.int64()),
+        "orig_bytes": pa.array(payload[:, 0], pa.int64()),
+        "resp_bytes": pa.array(payload[:, 1], pa.int64()),
+        "conn_state": pa.array(states.astype(object), pa.string()),
+        "history": pa.array(history, pa.string()),
+        "verdict": pa.array(verdict, pa.string()),
+        "evidence": evidence,
+        "rtt_ms": _ms(st["synack_ts"], st["syn_ts"]),
+        "ack_rtt_ms": _ms(st["ack_ts"], st["synack_ts"]),
+        "retrans": tcp_col(st["retrans"].sum(axis=1)),
+        "out_of_order": tcp_col(st["out_of_order"].sum(axis=1)),
+        "dup_acks": tcp_col(st["dup_acks"].sum(axis=1)),
+        "zero_window": tcp_col(st["zero_window"].sum(axis=1)),
+        "reset_by": pa.array(reset_by, pa.string()),
+        "uid": uids(st["first_ts"], salt),
+        "orig_ip_bytes": pa.array(st["ip_bytes"][:, 0], pa.int64()),
+        "resp_ip_bytes": pa.array(st["ip_bytes"][:, 1], pa.int64()),
+        "missed_bytes": tcp_col(st["missed"].sum(axis=1)),
+        "mirror_copies": pa.array(st["copies"], pa.int64()),
+        "problem": pa.array(np.isin(verdict, verdicts.PROBLEMS), pa.bool_()),
+    }
+    for name in ROCE_ONLY:
+        cols[name] = pa.nulls(n, schema.SESSIONS.field(name).type)
+    del null_i
+    return pa.table(cols, schema=schema.SESSIONS)
+
+
+def qp_table(rows: list[dict[str, Any]]) -> pa.Table:
+    n = len(rows)
+    ipver = np.array([r["ipver"] for r in rows], np.uint8)
+    src = np.array([np.frombuffer(r["src"], np.uint8) for r in rows], np.uint8).reshape(n, 16)
+    dst = np.array([np.frombuffer(r["dst"], np.uint8) for r in rows], np.uint8).reshape(n, 16)
+    first = np.array([r["first_ts"] for r in rows], np.int64)
+    cols: dict[str, Any] = {
+        "proto": pa.array(["roce"] * n, pa.string()),
+        "orig_h": ip_strings(ipver, src),
+        "orig_p": pa.nulls(n, pa.int32()),
+        "resp_h": ip_strings(ipver, dst),
+        "resp_p": pa.array([4791] * n, pa.int32()),
+        "mirror_session": pa.array([r["mirror_session"] if r["mirror_session"] >= 0 else None
+                                    for r in rows], pa.int64()),
+        "ts": pa.array(first / 1e9, pa.float64()),
+        "duration": pa.array([(r["last_ts"] - r["first_ts"]) / 1e9 for r in rows], pa.float64()),
+        "conn_state": pa.nulls(n, pa.string()),
+        "history": pa.nulls(n, pa.string()),
+        "uid": uids(first, np.array([r["_flow"] * 7919 + (r["dest_qp"] or 0) for r in rows],
+                                    np.uint64)),
+        "orig_ip_bytes": pa.array([0] * n, pa.int64()),
+        "resp_ip_bytes": pa.array([0] * n, pa.int64()),
+        "problem": pa.array([r["verdict"] in verdicts.PROBLEMS for r in rows], pa.bool_()),
+    }
+    for field in schema.SESSIONS:
+        if field.name in cols:
+            continue
+        if field.name in TCP_ONLY and field.name != "rtt_ms":
+            cols[field.name] = pa.nulls(n, field.type)
+        else:
+            cols[field.name] = pa.array([r.get(field.name) for r in rows], field.type)
+    return pa.table(cols, schema=schema.SESSIONS)
+
+
+def problems_first(table: pa.Table) -> pa.Table:
+    """Problems first, then the rest; each group by start time."""
+    if table.num_rows == 0:
+        return table
+    problem = table.column("problem").to_numpy(zero_copy_only=False)
+    ts = table.column("ts").to_numpy()
+    order = np.lexsort((ts, ~problem))
+    return table.take(pa.array(order))
