@@ -204,6 +204,8 @@ def _originator_is_src(r, kind):  # pragma: no cover - compiled
 @nb.njit(cache=True)
 def _new_conn(st, r, kind, now):  # pragma: no cover - compiled
     src_is_orig, how = _originator_is_src(r, kind)
+    if not src_is_orig and kind != KIND_ICMP:
+        _add_history(st, ord("^"), 0)  # Zeek FlipRoles at creation: '^' comes first
     st.mirror_session = copies.mirror_session(r)
     st.kind = kind
     st.proto = r.proto
@@ -407,7 +409,11 @@ def _state_machine(st, side, flags, length, base_seq, delta_last):  # pragma: no
             _set_state(st, side, RESET)
             st.did_close[side] = 1
         if st.state[side] == INACTIVE:
-            if not (side == 1 and length == 0 and st.state[0] == SYN_SENT):
+            if side == 1 and length == 0 and st.state[0] == SYN_SENT:
+                pass  # an ACK before the SYN-ACK: not a partial connection
+            elif ack and st.state[peer] == ESTABLISHED:
+                _set_state(st, side, ESTABLISHED)
+            else:
                 _set_state(st, side, PARTIAL)
     elif state == SYN_SENT or state == SYN_ACK_SENT:
         if fin:
@@ -515,7 +521,8 @@ def _wireshark(st, r, side, flags, seglen, now, events, i):  # pragma: no cover 
             st.retrans[side] += 1  # spurious
             events[i] |= EV_RETRANS
         elif not_advanced and (st.ws_dupacknum[peer] >= 2 or st.ws_dupacknum[peer] < 0) \
-                and st.ws_lastack[peer] == seq and 0 <= now - st.ws_lastack_ts[peer] < FAST_RETRANS_NS:
+                and st.ws_lastack[peer] == seq \
+                and 0 <= now - st.ws_lastack_ts[peer] < FAST_RETRANS_NS:
             st.retrans[side] += 1  # fast retransmission
             events[i] |= EV_RETRANS
         else:
@@ -577,6 +584,8 @@ def _tcp(st, r, side, now, events, i):  # pragma: no cover - compiled
     elif st.last_seq[side] - abs_seq > SEQ_MOD // 2:
         abs_seq += SEQ_MOD
     seq_len = length + np.int64(syn) + np.int64(fin)
+    if rst:
+        seq_len -= length  # Zeek: data on a RST does not occupy sequence space
     end = abs_seq + seq_len
     rel_seq = abs_seq - st.start_seq[side]
     _update_history(st, flags, side, rel_seq, length)
@@ -594,7 +603,13 @@ def _tcp(st, r, side, now, events, i):  # pragma: no cover - compiled
         _scaled(st, st.rxmt_cnt, st.rxmt_thr, ord("T"), side)
     # the ACK this packet carries, for the peer's size
     peer = 1 - side
-    if flags & ACK and st.seq_known[peer]:
+    if flags & ACK and not st.seq_known[peer]:
+        a = np.int64(r.tcp_ack)  # init_peer: numbering as if the peer had sent a SYN
+        st.start_seq[peer] = a - 1
+        st.ack_seq[peer] = a - 1
+        st.last_seq[peer] = a - 1
+        st.seq_known[peer] = 1
+    elif flags & ACK and not rst:
         a = np.int64(r.tcp_ack)
         pbase = st.ack_seq[peer] - st.ack_seq[peer] % SEQ_MOD
         abs_ack = pbase + a
@@ -605,7 +620,8 @@ def _tcp(st, r, side, now, events, i):  # pragma: no cover - compiled
         if abs_ack > st.ack_seq[peer] and abs_ack - st.ack_seq[peer] < TOO_LARGE_SEQ_DELTA * 64:
             st.ack_seq[peer] = abs_ack
     # Zeek update_window: a zero window advertised outside a reset (history w/W)
-    if r.tcp_window == 0 and not rst and st.state[side] != RESET and not (flags & SYN):
+    if r.tcp_window == 0 and not rst and st.state[1 - side] != CLOSED \
+            and st.state[side] != RESET:
         _scaled(st, st.win0_cnt, st.win0_thr, ord("W"), side)
     # handshake timing at the mirror
     if syn and not flags & ACK and side == 0:
@@ -625,13 +641,17 @@ def _tcp(st, r, side, now, events, i):  # pragma: no cover - compiled
 
 @nb.njit(inline="always", cache=True)
 def _reused(st, r):  # pragma: no cover - compiled
-    """A new SYN on a finished connection's tuple starts a new connection (Zeek IsReuse,
-    Wireshark "TCP port numbers reused")."""
+    """Zeek IsReuse: a SYN with a new initial sequence number on a connection past its
+    handshake (or after a close/reset) starts a new connection (Wireshark: "TCP port
+    numbers reused")."""
     if r.tcp_flags < 0 or (r.tcp_flags & (SYN | ACK)) != SYN:
         return False
-    done = (st.state[0] == CLOSED or st.state[0] == RESET or st.state[1] == CLOSED
-            or st.state[1] == RESET)
-    return done and st.seq_known[0] and np.int64(r.tcp_seq) != st.start_seq[0] % SEQ_MOD
+    past = False
+    for d in range(2):
+        if st.state[d] == ESTABLISHED or st.state[d] == CLOSED or st.state[d] == RESET:
+            past = True
+    side = _side(st, r)
+    return past and st.seq_known[side] and np.int64(r.tcp_seq) != st.start_seq[side] % SEQ_MOD
 
 
 @nb.njit(cache=True)

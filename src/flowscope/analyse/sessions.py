@@ -78,6 +78,9 @@ class SessionTracker:
             timeout = np.where(kind == conn.KIND_TCP, TCP_INACTIVITY_NS,
                                np.where(kind == conn.KIND_ICMP, ICMP_INACTIVITY_NS,
                                         UDP_INACTIVITY_NS))
+            # Zeek: a TCP connection still in its handshake gets the UDP timeout
+            handshake = (state <= conn.SYN_ACK_SENT).all(axis=1)
+            timeout = np.where((kind == conn.KIND_TCP) & handshake, UDP_INACTIVITY_NS, timeout)
             timeout = np.where((kind == conn.KIND_TCP) & done.any(axis=1),
                                np.minimum(timeout, CLOSE_DELAY_NS), timeout)
             taken = self.conns.take(idle > timeout)

@@ -22,6 +22,8 @@ Verdicts (shared with the flow-log path):
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +32,7 @@ from flowscope.analyse import conn as c
 
 PROBLEMS = ("unanswered", "refused", "reset_by_orig", "reset_by_resp", "lossy", "unreachable",
             "unknown", "congested", "nak", "error")
+RSTOS0_HISTORY = re.compile(r"\^?S[^HAFGIQ]*R.*")  # main.zeek conn_state()
 LOSSY_MIN_RETRANS = 3
 LOSSY_MIN_SHARE = 0.01
 
@@ -50,7 +53,7 @@ def conn_state(st: np.ndarray, history: np.ndarray) -> np.ndarray:
     r_inactive = (rs == c.INACTIVE) | (rs == c.PARTIAL)
     size = zeek_size(st)
     no_bytes = (size[:, 0] == 0) & (size[:, 1] == 0)
-    syn_first = np.array([h.lstrip("^")[:1] == "S" for h in history], bool) \
+    syn_then_rst = np.array([RSTOS0_HISTORY.fullmatch(h) is not None for h in history], bool) \
         if history.shape[0] else np.zeros(0, bool)
     tcp = np.select(
         [rs == c.RESET,
@@ -62,7 +65,7 @@ def conn_state(st: np.ndarray, history: np.ndarray) -> np.ndarray:
          (os_ == c.ESTABLISHED) & (rs == c.ESTABLISHED)],
         [np.where((os_ == c.SYN_SENT) | (os_ == c.SYN_ACK_SENT) | ((os_ == c.RESET) & no_bytes),
                   "REJ", np.where(o_inactive, "RSTRH", "RSTR")),
-         np.where(r_inactive, np.where(syn_first, "RSTOS0", "OTH"), "RSTO"),
+         np.where(r_inactive, np.where(syn_then_rst, "RSTOS0", "OTH"), "RSTO"),
          "SF",
          np.where(r_inactive, "SH", "S2"),
          np.where(o_inactive, "SHR", "S3"),

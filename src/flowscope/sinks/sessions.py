@@ -15,7 +15,6 @@ import pyarrow as pa
 from flowscope import schema
 from flowscope.analyse import conn as c
 from flowscope.analyse import verdicts
-from flowscope.analyse.flowtable import mix
 from flowscope.sinks.arrow import ip_strings
 
 PROTO_NAMES = {c.KIND_TCP: "tcp", c.KIND_UDP: "udp", c.KIND_ICMP: "icmp"}
@@ -62,10 +61,10 @@ def conn_table(st: np.ndarray) -> pa.Table:
     has_port = kind != c.KIND_OTHER
     size = verdicts.zeek_size(st)
     payload = np.where(tcp[:, None], size, st["payload"])
-    salt = np.array([mix(np.uint64(0), int(x)) for x in st["port"][:, 0] + (st["port"][:, 1] << 16)],
-                    np.uint64) if n else np.zeros(0, np.uint64)
-    salt ^= st["addr"][:, 0, :].view(np.uint64)[:, 1] ^ st["addr"][:, 1, :].view(np.uint64)[:, 1]
-    null_i = np.zeros(n, np.int64)
+    addr_words = np.ascontiguousarray(st["addr"]).view(np.uint64).reshape(n, 4)
+    salt = (ports[:, 0].astype(np.uint64) << np.uint64(16)) ^ ports[:, 1].astype(np.uint64)
+    salt = salt * np.uint64(0xBF58476D1CE4E5B9) ^ addr_words[:, 1] \
+        ^ (addr_words[:, 3] << np.uint64(1))
 
     def tcp_col(values: np.ndarray) -> pa.Array:
         return pa.array(values, pa.int64(), mask=~tcp)
@@ -106,7 +105,6 @@ def conn_table(st: np.ndarray) -> pa.Table:
     }
     for name in ROCE_ONLY:
         cols[name] = pa.nulls(n, schema.SESSIONS.field(name).type)
-    del null_i
     return pa.table(cols, schema=schema.SESSIONS)
 
 

@@ -55,12 +55,15 @@ def write_conn_log(table: pa.Table, out: TextIO) -> None:
         proto = "udp" if r["proto"] == "roce" else r["proto"]
         if proto not in ("tcp", "udp", "icmp"):
             proto = "unknown_transport"
+        instant = r["duration"] == 0  # Zeek leaves these unset for a zero-length connection
         values = {
             "ts": f"{r['ts']:.6f}", "uid": r["uid"],
             "id.orig_h": r["orig_h"], "id.orig_p": r["orig_p"] if r["orig_p"] is not None else 0,
             "id.resp_h": r["resp_h"], "id.resp_p": r["resp_p"] if r["resp_p"] is not None else 0,
-            "proto": proto, "service": None, "duration": f"{r['duration']:.6f}",
-            "orig_bytes": r["orig_bytes"], "resp_bytes": r["resp_bytes"],
+            "proto": proto, "service": None,
+            "duration": None if instant else f"{r['duration']:.6f}",
+            "orig_bytes": None if instant else r["orig_bytes"],
+            "resp_bytes": None if instant else r["resp_bytes"],
             "conn_state": r["conn_state"] or "OTH", "local_orig": None, "local_resp": None,
             "missed_bytes": r["missed_bytes"] or 0, "history": r["history"] or None,
             "orig_pkts": r["orig_pkts"], "orig_ip_bytes": r["orig_ip_bytes"],
