@@ -50,9 +50,9 @@ MIRRORS = pa.schema([
 ])
 
 NAK_TYPE = pa.struct([
-    pa.field("psn_seq_err", pa.int64(), False), pa.field("invalid_req", pa.int64(), False),
-    pa.field("remote_access", pa.int64(), False), pa.field("remote_op", pa.int64(), False),
-    pa.field("invalid_rd", pa.int64(), False), pa.field("rnr", pa.int64(), False),
+    pa.field("psn_seq_err", pa.int64()), pa.field("invalid_req", pa.int64()),
+    pa.field("remote_access", pa.int64()), pa.field("remote_op", pa.int64()),
+    pa.field("invalid_rd", pa.int64()), pa.field("rnr", pa.int64()),
 ])
 
 SESSIONS = pa.schema([

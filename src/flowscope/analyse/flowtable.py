@@ -70,6 +70,12 @@ def table_size(capacity: int) -> int:
     return size
 
 
+def raw(a: np.ndarray) -> np.ndarray:
+    """A structured array's rows as bytes: NumPy copies structured rows field by field (over
+    100x slower than copying the bytes), so bulk moves go through this view."""
+    return a.view(np.uint8).reshape(a.shape[0], a.dtype.itemsize)
+
+
 class FlowStore:
     """A tracker's live flows: state rows, their key hashes and the table over them.
 
@@ -98,24 +104,36 @@ class FlowStore:
             return
         capacity = max(need, 2 * self.state.shape[0])
         state = np.zeros(capacity, self.dtype)
-        state[: self.n] = self.state[: self.n]
+        raw(state)[: self.n] = raw(self.state)[: self.n]
         hashes = np.zeros((capacity, 2), np.uint64)
         hashes[: self.n] = self.hashes[: self.n]
         self.state, self.hashes = state, hashes
         self.slots = np.full(table_size(capacity), EMPTY, np.int64)
         rebuild(self.slots, self.hashes, self.n)
 
+    def take_all(self) -> np.ndarray:
+        """Every live flow, handed over without a copy; the store starts empty again."""
+        out = self.state[: self.n]
+        self.state = np.zeros(16, self.dtype)
+        self.hashes = np.zeros((16, 2), np.uint64)
+        self.slots = np.full(table_size(16), EMPTY, np.int64)
+        self.used[0] = 0
+        return out
+
     def take(self, done: np.ndarray) -> np.ndarray:
         """Remove the flows where ``done`` (a mask over the live rows) is true; their rows."""
         n = self.n
         if not done.any():
             return self.state[:0].copy()
-        out = self.state[:n][done].copy()
+        if done.all():
+            return self.take_all()
+        rows = raw(self.state)
+        out = rows[:n][done].view(self.dtype).ravel()
         keep = ~done
         kept = int(keep.sum())
-        self.state[:kept] = self.state[:n][keep]
+        rows[:kept] = rows[:n][keep]
         self.hashes[:kept] = self.hashes[:n][keep]
-        self.state[kept:n] = np.zeros(1, self.dtype)
+        rows[kept:n] = 0
         self.used[0] = kept
         rebuild(self.slots, self.hashes, kept)
         return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flowscope.analyse import conn, qp
-from flowscope.analyse.flowtable import FlowStore
+from flowscope.analyse.flowtable import FlowStore, raw
 
 SECOND = 1_000_000_000
 TCP_INACTIVITY_NS = 300 * SECOND
@@ -60,7 +60,8 @@ class SessionTracker:
         conn.track(rows, self.conns.slots, self.conns.hashes, self.conns.state, self.conns.used,
                    events, self.retired, self.n_retired)
         if self.n_retired[0]:
-            self.finished.conns.append(self.retired[: self.n_retired[0]].copy())
+            self.finished.conns.append(raw(self.retired)[: self.n_retired[0]].copy()
+                                       .view(conn.CONN_STATE).ravel())
         qp.track(rows, self.qps.slots, self.qps.hashes, self.qps.state, self.qps.used, events)
         self.now = max(self.now, int(rows["ts_ns"].max()))
         if self.now - self.last_flush >= FLUSH_EVERY_NS:
@@ -107,8 +108,8 @@ class SessionTracker:
 
     def close(self) -> None:
         """End of input: everything still live is finished."""
-        c = self.conns.take(np.ones(self.conns.n, bool))
-        q = self.qps.take(np.ones(self.qps.n, bool))
+        c = self.conns.take_all()
+        q = self.qps.take_all()
         if c.shape[0]:
             self.finished.conns.append(c)
         if q.shape[0]:

@@ -27,14 +27,20 @@ _FLAG_STRINGS = np.array([tcp_flag_string(f) for f in range(512)], dtype=object)
 
 
 def ip_strings(ipver: np.ndarray, addr: np.ndarray) -> pa.Array:
-    """Text form of 16-byte address columns, formatted once per distinct address."""
-    if ipver.shape[0] == 0:
+    """Text form of 16-byte address columns, formatted once per distinct address (Arrow's
+    hash-based dictionary encoding finds the distinct ones)."""
+    n = ipver.shape[0]
+    if n == 0:
         return pa.array([], pa.string())
-    key = np.concatenate([ipver[:, None].astype(np.uint8), addr], axis=1)
-    raw = np.ascontiguousarray(key).view(np.dtype((np.void, 17))).ravel()
-    uniq, inverse = np.unique(raw, return_inverse=True)
-    text = [ip_text(u.tobytes()[0], u.tobytes()[1:]) for u in uniq]
-    return pa.array(text, pa.string()).take(pa.array(inverse.ravel()))
+    key = np.empty((n, 17), np.uint8)
+    key[:, 0] = ipver
+    key[:, 1:] = addr
+    raw = pa.FixedSizeBinaryArray.from_buffers(pa.binary(17), n,
+                                               [None, pa.py_buffer(key.tobytes())])
+    encoded = raw.dictionary_encode()
+    text = [ip_text(k[0], k[1:]) for k in encoded.dictionary.to_pylist()]
+    return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(text, pa.string())) \
+        .cast(pa.string())
 
 
 def _nullable(values: np.ndarray, missing: int, typ: pa.DataType) -> pa.Array:

@@ -17,7 +17,6 @@ from flowscope.analyse import conn as c
 from flowscope.analyse import verdicts
 from flowscope.sinks.arrow import ip_strings
 
-PROTO_NAMES = {c.KIND_TCP: "tcp", c.KIND_UDP: "udp", c.KIND_ICMP: "icmp"}
 UID_ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
                              np.uint8)
 TCP_ONLY = ("rtt_ms", "ack_rtt_ms", "retrans", "out_of_order", "dup_acks", "zero_window",
@@ -39,7 +38,9 @@ def uids(first_ts: np.ndarray, salt: np.ndarray) -> pa.Array:
             h1 = h1 // np.uint64(62)
         else:
             h2 = h2 // np.uint64(62)
-    return pa.array(digits.view("S18").ravel().astype(str), pa.string())
+    n = digits.shape[0]
+    offsets = np.arange(0, 18 * (n + 1), 18, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes()))
 
 
 def _ms(later: np.ndarray, earlier: np.ndarray) -> pa.Array:
@@ -54,7 +55,7 @@ def conn_table(st: np.ndarray) -> pa.Table:
     verdict, evidence = verdicts.judge(st, states)
     kind = st["kind"]
     tcp = kind == c.KIND_TCP
-    proto = np.array([PROTO_NAMES.get(int(k), "") for k in kind], dtype=object)
+    proto = np.array(["", "tcp", "udp", "icmp", ""], dtype=object)[kind]
     other = kind == c.KIND_OTHER
     proto[other] = st["proto"][other].astype(str)
     ports = st["port"]
@@ -85,8 +86,9 @@ def conn_table(st: np.ndarray) -> pa.Table:
         "resp_pkts": pa.array(st["pkts"][:, 1], pa.int64()),
         "orig_bytes": pa.array(payload[:, 0], pa.int64()),
         "resp_bytes": pa.array(payload[:, 1], pa.int64()),
-        "conn_state": pa.array(states.astype(object), pa.string()),
-        "history": pa.array(history, pa.string()),
+        "conn_state": pa.DictionaryArray.from_arrays(
+            pa.array(states), pa.array(verdicts.STATES)).cast(pa.string()),
+        "history": history,
         "verdict": pa.array(verdict, pa.string()),
         "evidence": evidence,
         "rtt_ms": _ms(st["synack_ts"], st["syn_ts"]),
