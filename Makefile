@@ -16,15 +16,25 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # Test tools from Debian when we are root and they are missing; elsewhere those tests skip.
+# tshark: the independent decoder; tcpdump, nftables, iproute2: real kernel TCP in namespaces.
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && ! command -v tshark >/dev/null 2>&1; then \
-		echo "installing tshark (tests compare against it)"; \
+	@missing=""; \
+	for pair in tshark:tshark tcpdump:tcpdump nft:nftables ip:iproute2; do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing (tests use them)"; \
 		apt-get update -qq >/dev/null 2>&1 || true; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null 2>&1 || \
-		echo "could not install tshark; the differential tests will skip"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+		echo "could not install$$missing; the tests that need them will skip"; \
 	fi
 
 demo: setup
+	$(PY) demo/make_incident.py -o $(DEMO)/incident.pcap
+	$(FLOWSCOPE) sessions $(DEMO)/incident.pcap --limit 16
+	$(FLOWSCOPE) sessions $(DEMO)/incident.pcap --interval 2s --format csv
+	$(FLOWSCOPE) sessions $(DEMO)/incident.pcap --format zeek -o $(DEMO)/conn.log
+	@echo "Zeek conn.log written to $(DEMO)/conn.log"
 	$(PY) bench/make_capture.py --frames 20000 --loss 0.002 -o $(DEMO)/mirror.pcap
 	$(FLOWSCOPE) mirrors $(DEMO)/mirror.pcap
 	$(FLOWSCOPE) packets $(DEMO)/mirror.pcap --limit 8
@@ -38,7 +48,7 @@ bench: setup
 	$(PY) bench/run.py
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench demo
 	$(VENV)/bin/mypy src
 
 clean:

@@ -59,8 +59,8 @@ class Timeline:
             ts = (sessions.column("ts").to_numpy()[problem] * 1e9).astype(np.int64)
             state = sessions.column("conn_state").to_pylist()
             verdict = sessions.column("verdict").to_pylist()
-            labels = [s if s is not None else v for s, v, p in zip(state, verdict, problem, strict=True)
-                      if p]
+            labels = [s if s is not None else v
+                      for s, v, p in zip(state, verdict, problem, strict=True) if p]
             for b, label in zip(np.clip(self._bins(ts), 0, n - 1).tolist(), labels, strict=True):
                 failures[b][label] = failures[b].get(label, 0) + 1
         start = (self.origin or 0) + np.arange(n) * self.interval

@@ -117,7 +117,7 @@ def print_sessions(table: pa.Table, console: Console, limit: int | None = None) 
         extra = ""
         if r["proto"] == "tcp" and r["retrans"]:
             extra = f"retrans {r['retrans']}"
-        evidence = "; ".join(([extra] if extra and not r["evidence"] else []) + r["evidence"][:2])
+        evidence = "; ".join(([extra] if extra and not r["evidence"] else []) + r["evidence"][:3])
         t.add_row(f"[{style}]{r['verdict']}[/]", r["proto"], orig, resp,
                   r["conn_state"] or "-", r["history"] or "-",
                   f"{r['orig_pkts']}/{r['resp_pkts']}", f"{r['duration']:.3f}",
