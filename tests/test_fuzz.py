@@ -45,6 +45,7 @@ def _batch(frames: list[bytes], links: list[int], wire_extra: list[int]) -> Pack
 
 def _check(batch: PacketBatch) -> None:
     rows = decode(batch, DecodeConfig(max_tunnels=4))
+    _check_sessions(rows)
     assert rows.shape[0] == len(batch)
     assert (rows["frame"] == batch.frame).all()
     assert (rows["error"] < len(ERRORS)).all()
@@ -56,6 +57,30 @@ def _check(batch: PacketBatch) -> None:
     assert (rows["inner_off"][inner] >= start[inner]).all()
     assert (rows["inner_off"][inner] + rows["inner_caplen"][inner] <= end[inner]).all()
     assert (rows["len"] >= 0).all()
+
+
+def _check_sessions(rows: np.ndarray) -> None:
+    """The session trackers take any decoded rows: every IP packet lands in exactly one
+    session (or is a counted mirror copy), and the tables build."""
+    from flowscope.analyse.qp import EV_COPY
+    from flowscope.analyse.qp_rows import merge
+    from flowscope.analyse.sessions import SessionTracker
+    from flowscope.sinks.sessions import conn_table, qp_table
+
+    tracker = SessionTracker()
+    events = tracker.update(rows)
+    tracker.close()
+    conns = list(tracker.drain_conns())
+    counted = sum(int(c["pkts"].sum()) for c in conns)
+    qps = tracker.queue_pairs()
+    counted += int(qps["pkts"].sum())
+    ip = (rows["ipver"] > 0) & ((events & EV_COPY) == 0)
+    roce_bad = (rows["proto"] == 17) & (rows["dport"] == 4791) & (rows["error"] != 0)
+    assert counted == int((ip & ~roce_bad).sum())
+    for c in conns:
+        conn_table(c).validate(full=True)
+    if qps.shape[0]:
+        qp_table(merge(qps)).validate(full=True)
 
 
 frame_lists = st.lists(st.binary(max_size=200), min_size=1, max_size=20)

@@ -75,7 +75,7 @@ CONN_STATE = np.dtype([
     ("rxmt_cnt", np.int64, (2,)), ("rxmt_thr", np.int64, (2,)),
     ("win0_cnt", np.int64, (2,)), ("win0_thr", np.int64, (2,)),
     ("gap_cnt", np.int64, (2,)), ("gap_thr", np.int64, (2,)),
-    ("did_close", np.uint8, (2,)),
+    ("did_close", np.uint8, (2,)), ("gap_end", np.int64, (2,)),
     # Wireshark per-direction analysis (relative sequence numbers, 0 = unset)
     ("ws_base", np.int64, (2,)), ("ws_base_set", np.uint8, (2,)),
     ("ws_nextseq", np.int64, (2,)), ("ws_nextseq_ts", np.int64, (2,)),
@@ -355,6 +355,7 @@ def _flip(st):  # pragma: no cover - compiled
     _swap(st.gap_cnt)
     _swap(st.gap_thr)
     _swap(st.did_close)
+    _swap(st.gap_end)
     _swap(st.ws_base)
     _swap(st.ws_base_set)
     _swap(st.ws_nextseq)
@@ -487,7 +488,7 @@ def _wireshark(st, r, side, flags, seglen, now, events, i):  # pragma: no cover 
         if nextseq and _gt(seq, nextseq) and not flags & RST:  # (3) previous segment lost
             st.holes[side] += 1
             st.missed[side] += _seq_delta(seq, nextseq)
-            _scaled(st, st.gap_cnt, st.gap_thr, ord("G"), side)
+            st.gap_end[side] = seq  # Zeek reports the gap once the peer ACKs past it
             if r.mirror_gaps > st.mirror_gaps_last >= 0:
                 st.mirror_holes[side] += 1
         if seglen <= 1 and seq == ((nextseq - 1) & U32) and ctl == 0:  # (4)
@@ -637,6 +638,19 @@ def _tcp(st, r, side, now, events, i):  # pragma: no cover - compiled
         st.rst_ts = now
     _wireshark(st, r, side, flags, length, now, events, i)
     side = _state_machine(st, side, flags, length, seq, delta_last)
+    # Zeek TCP_Reassembler::Gap via AckReceived: the peer ACKs past a hole in our data
+    peer = 1 - side
+    if flags & ACK and st.gap_end[peer] and _seq_delta(np.int64(r.tcp_ack), st.gap_end[peer]) > 0:
+        st.gap_end[peer] = 0
+        if _clean(st, 0) and _clean(st, 1):
+            _scaled(st, st.gap_cnt, st.gap_thr, ord("G"), peer)
+
+
+@nb.njit(inline="always", cache=True)
+def _clean(st, d):  # pragma: no cover - compiled
+    """Zeek is_clean(): established, or closed after being established."""
+    return st.state[d] == ESTABLISHED or (st.state[d] == CLOSED
+                                          and st.prev_state[d] == ESTABLISHED)
 
 
 @nb.njit(inline="always", cache=True)

@@ -224,8 +224,9 @@ def track(rows, slots, hashes, state, used, events):  # pragma: no cover - compi
             continue
         j, new = _flow(r, slots, hashes, state, used)
         st = state[j]
-        if new:
-            events[i] |= EV_NEW
+        op = r.bth_opcode
+        if new and (op < 0 or (op != roce.CNP and (op & 0x1F) not in roce.RESPONSE_OPERATIONS)):
+            events[i] |= EV_NEW  # a session starts with a request; responses join it
         if copies.is_copy(st, r, 0):
             events[i] |= EV_COPY
             continue
@@ -237,7 +238,6 @@ def track(rows, slots, hashes, state, used, events):  # pragma: no cover - compi
             if r.ecn == 3:
                 st.ce_marked += 1
                 events[i] |= EV_CE
-        op = r.bth_opcode
         if op < 0:
             st.sliced += 1  # the copy ends before the BTH
         else:
