@@ -74,7 +74,7 @@ def track_sessions(run: PacketRun, batches: Iterable[tuple[PacketBatch, np.ndarr
 
     tracker = SessionTracker()
     timeline = Timeline(interval_ns) if interval_ns else None
-    tables = []
+    tables: list[pa.Table] = []
     for _, rows in batches if batches is not None else run.batches():
         events = tracker.update(rows)
         if timeline is not None:
