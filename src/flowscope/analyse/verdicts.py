@@ -37,27 +37,18 @@ LOSSY_MIN_RETRANS = 3
 LOSSY_MIN_SHARE = 0.01
 
 
-def zeek_size(st: np.ndarray) -> np.ndarray:
-    """TCP_Endpoint::Size: payload bytes from sequence numbers, per endpoint (n, 2)."""
-    top = np.maximum(st["last_seq"], st["ack_seq"])
-    size = np.where(st["seq_known"] > 0, top - st["start_seq"], 0)
-    size = np.where(size != 0, size - 1, size)
-    size = np.where((st["fin_cnt"] > 0) & (size != 0), size - 1, size)
-    return np.maximum(size, 0)
-
-
 STATES = ("OTH", "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH",
           "SHR")
 (OTH, S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR) = range(len(STATES))
 
 
 def conn_state(st: np.ndarray, history: pa.Array) -> np.ndarray:
-    """Zeek's ``conn_state()`` (scripts/base/protocols/conn/main.zeek), vectorised; codes
-    into :data:`STATES`."""
+    """Zeek's ``conn_state()`` (scripts/base/protocols/conn/main.zeek), vectorised over
+    :data:`conn.SUMMARY` rows; codes into :data:`STATES`."""
     os_, rs = st["state"][:, 0], st["state"][:, 1]
     o_inactive = (os_ == c.INACTIVE) | (os_ == c.PARTIAL)
     r_inactive = (rs == c.INACTIVE) | (rs == c.PARTIAL)
-    size = zeek_size(st)
+    size = st["size"]
     no_bytes = (size[:, 0] == 0) & (size[:, 1] == 0)
     syn_then_rst = np.zeros(st.shape[0], bool)
     ask = np.flatnonzero((os_ == c.RESET) & (rs != c.RESET) & r_inactive)  # the regex decides
@@ -183,8 +174,8 @@ def fmt(template: str, n: int, *columns: np.ndarray) -> pa.Array:
 
 
 def judge(st: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-    """``states``: codes from :func:`conn_state`."""
-    """Verdict and evidence for every finished connection."""
+    """Verdict and evidence for every finished connection (:data:`conn.SUMMARY` rows;
+    ``states``: codes from :func:`conn_state`)."""
     n = st.shape[0]
     kind = st["kind"]
     tcp = kind == c.KIND_TCP

@@ -48,8 +48,11 @@ def _ms(later: np.ndarray, earlier: np.ndarray) -> pa.Array:
     return pa.array(np.where(ok, (later - earlier) / 1e6, 0.0), pa.float64(), mask=~ok)
 
 
-def conn_table(st: np.ndarray) -> pa.Table:
-    n = st.shape[0]
+def conn_table(state: np.ndarray) -> pa.Table:
+    """Finished connections (conn.CONN_STATE rows) as a SESSIONS table."""
+    n = state.shape[0]
+    st = np.empty(n, c.SUMMARY)
+    c.summarise(state, st)
     history = verdicts.history_strings(st)
     states = verdicts.conn_state(st, history)
     verdict, evidence = verdicts.judge(st, states)
@@ -60,8 +63,7 @@ def conn_table(st: np.ndarray) -> pa.Table:
     proto[other] = st["proto"][other].astype(str)
     ports = st["port"]
     has_port = kind != c.KIND_OTHER
-    size = verdicts.zeek_size(st)
-    payload = np.where(tcp[:, None], size, st["payload"])
+    payload = np.where(tcp[:, None], st["size"], st["payload"])
     addr_words = np.ascontiguousarray(st["addr"]).view(np.uint64).reshape(n, 4)
     salt = (ports[:, 0].astype(np.uint64) << np.uint64(16)) ^ ports[:, 1].astype(np.uint64)
     salt = salt * np.uint64(0xBF58476D1CE4E5B9) ^ addr_words[:, 1] \
