@@ -128,3 +128,21 @@ def test_hole_during_mirror_loss_is_mirror_loss(tmp_path: Path) -> None:
     assert ("1 sequence holes while the mirror itself lost packets: mirror loss, not network "
             "loss") in row["evidence"]
     assert not any("not explained by mirror loss" in e for e in row["evidence"])
+
+
+def test_tcp_mirror_copies_count_once(tmp_path: Path) -> None:
+    """Every packet of the Wireshark cases mirrored twice, 3 us apart, the second copy with
+    its own GRE sequence number (as a second mirror port would send it): identical sessions,
+    no retransmissions invented, the copies counted."""
+    records = tcp_cases.case_records()
+    single = tcp_cases.wrap_erspan2(records)
+    doubled = []
+    for k, rec in enumerate(records):
+        doubled.append(Record(erspan2(rec.packet, seq=2 * k + 1, session=5), rec.ts_ns))
+        doubled.append(Record(erspan2(rec.packet, seq=2 * k + 2, session=5), rec.ts_ns + 3_000))
+    one = jsonl(str(write_pcap(tmp_path / "single.pcap", single)))
+    two = jsonl(str(write_pcap(tmp_path / "doubled.pcap", doubled)))
+    same = ("orig_h", "orig_p", "orig_pkts", "resp_pkts", "conn_state", "history", "retrans",
+            "out_of_order", "dup_acks", "zero_window", "orig_bytes", "resp_bytes")
+    assert [{k: r[k] for k in same} for r in two] == [{k: r[k] for k in same} for r in one]
+    assert sum(r["mirror_copies"] for r in two) == len(records)
