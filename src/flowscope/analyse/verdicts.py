@@ -93,7 +93,11 @@ _TCP_VERDICT = {"SF": "ok", "S1": "open", "S2": "open", "S3": "open", "S0": "una
                 "SH": "unanswered", "REJ": "refused", "RSTO": "reset_by_orig",
                 "RSTOS0": "reset_by_orig", "RSTR": "reset_by_resp", "RSTRH": "reset_by_resp",
                 "SHR": "midstream", "OTH": "midstream"}
-TCP_VERDICTS = np.array([_TCP_VERDICT[s] for s in STATES], dtype=object)
+VERDICTS = ("ok", "open", "unanswered", "refused", "reset_by_orig", "reset_by_resp", "lossy",
+            "unreachable", "midstream", "unknown", "congested", "nak", "error", "healthy")
+V = {name: code for code, name in enumerate(VERDICTS)}
+TCP_VERDICTS = np.array([V[_TCP_VERDICT[s]] for s in STATES], np.int8)
+IS_PROBLEM = np.array([name in PROBLEMS for name in VERDICTS])
 _STATE_WORDS = {
     "S0": "SYN sent, no reply seen",
     "SH": "SYN then FIN from the originator, no SYN-ACK seen",
@@ -174,23 +178,23 @@ def fmt(template: str, n: int, *columns: np.ndarray) -> pa.Array:
 
 
 def judge(st: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-    """Verdict and evidence for every finished connection (:data:`conn.SUMMARY` rows;
-    ``states``: codes from :func:`conn_state`)."""
+    """Verdict (codes into :data:`VERDICTS`) and evidence for every finished connection
+    (:data:`conn.SUMMARY` rows; ``states``: codes from :func:`conn_state`)."""
     n = st.shape[0]
     kind = st["kind"]
     tcp = kind == c.KIND_TCP
     ev = Evidence(n)
-    verdict = TCP_VERDICTS[states]
+    verdict = TCP_VERDICTS[states]  # codes into VERDICTS
     pkts = st["pkts"]
     both = (pkts[:, 0] > 0) & (pkts[:, 1] > 0)
     # UDP, ICMP and other protocols: a reply or not
     dgram = ~tcp
-    verdict[dgram] = np.where(both[dgram], "ok", "unanswered")
+    verdict[dgram] = np.where(both[dgram], V["ok"], V["unanswered"])
     icmp = kind == c.KIND_ICMP
     unreach = icmp & (((st["proto"] == 1) & np.isin(st["port"][:, 0], list(ICMP_UNREACHABLE)))
                       | ((st["proto"] == 58)
                          & np.isin(st["port"][:, 0], list(ICMP6_UNREACHABLE))))
-    verdict[unreach] = "unreachable"
+    verdict[unreach] = V["unreachable"]
     ev.add(unreach, "ICMP error message (the reporting router or host is orig_h)")
     ev.add(dgram & ~icmp & ~both & (kind == c.KIND_UDP),
            "no reply seen (normal for one-way protocols such as syslog)")
@@ -204,9 +208,10 @@ def judge(st: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, pa.Array]:
     ev.add(tcp & (st["syns"] > 1), "{} SYNs sent", st["syns"])
     retrans = st["retrans"].sum(axis=1)
     data_pkts = np.maximum(pkts.sum(axis=1), 1)
-    lossy = tcp & np.isin(verdict, ("ok", "open")) & (retrans >= LOSSY_MIN_RETRANS) \
+    lossy = tcp & ((verdict == V["ok"]) | (verdict == V["open"])) \
+        & (retrans >= LOSSY_MIN_RETRANS) \
         & (retrans >= LOSSY_MIN_SHARE * data_pkts)
-    verdict[lossy] = "lossy"
+    verdict[lossy] = V["lossy"]
     ev.add(tcp & (retrans > 0), "{} retransmissions (orig {}, resp {})", retrans,
            st["retrans"][:, 0], st["retrans"][:, 1])
     holes = st["holes"].sum(axis=1)
@@ -221,8 +226,8 @@ def judge(st: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, pa.Array]:
     ev.add(tcp & (zero > 0), "{} zero-window advertisements", zero)
     # what the mirror hides
     gaps = st["mirror_gaps_seen"]
-    hidden = (gaps > 0) & (verdict == "unanswered")
-    verdict[hidden] = "unknown"
+    hidden = (gaps > 0) & (verdict == V["unanswered"])
+    verdict[hidden] = V["unknown"]
     ev.add(hidden, "unknown: the mirror lost packets during this connection, the reply may "
                    "have been among them")
     ev.add((gaps > 0) & ~hidden, "the mirror stream lost packets {} times meanwhile", gaps)
@@ -231,7 +236,7 @@ def judge(st: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, pa.Array]:
            st["truncated_t"])
     cut = st["cut"]
     all_cut = cut >= pkts.sum(axis=1)
-    verdict[tcp & (cut > 0) & all_cut] = "unknown"
+    verdict[tcp & (cut > 0) & all_cut] = V["unknown"]
     ev.add(cut > 0, "{} copies end inside the TCP header: their flags are unknown", cut)
     ev.add(st["copies"] > 0, "{} duplicate mirror copies counted once", st["copies"])
     return verdict, ev.lists()

@@ -58,9 +58,10 @@ def conn_table(state: np.ndarray) -> pa.Table:
     verdict, evidence = verdicts.judge(st, states)
     kind = st["kind"]
     tcp = kind == c.KIND_TCP
-    proto = np.array(["", "tcp", "udp", "icmp", ""], dtype=object)[kind]
+    # proto: the kind's name, or the IP protocol number for others (dictionary-encoded)
     other = kind == c.KIND_OTHER
-    proto[other] = st["proto"][other].astype(str)
+    proto_code = np.where(other, 5 + st["proto"].astype(np.int32), kind.astype(np.int32))
+    proto_names = ["", "tcp", "udp", "icmp", "", ""] + [str(p) for p in range(256)]
     ports = st["port"]
     has_port = kind != c.KIND_OTHER
     payload = np.where(tcp[:, None], st["size"], st["payload"])
@@ -72,9 +73,14 @@ def conn_table(state: np.ndarray) -> pa.Table:
     def tcp_col(values: np.ndarray) -> pa.Array:
         return pa.array(values, pa.int64(), mask=~tcp)
 
-    reset_by = np.array([None, "orig", "resp"], dtype=object)[st["reset_by"] + 1]
+    def names(codes: np.ndarray, vocabulary: tuple | list, mask: np.ndarray | None = None
+              ) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask),
+                                              pa.array(vocabulary, pa.string())
+                                              ).cast(pa.string())
+
     cols: dict[str, Any] = {
-        "proto": pa.array(proto, pa.string()),
+        "proto": names(proto_code, proto_names),
         "orig_h": ip_strings(st["ipver"], st["addr"][:, 0, :]),
         "orig_p": pa.array(ports[:, 0], pa.int32(), mask=~has_port),
         "resp_h": ip_strings(st["ipver"], st["addr"][:, 1, :]),
@@ -91,7 +97,7 @@ def conn_table(state: np.ndarray) -> pa.Table:
         "conn_state": pa.DictionaryArray.from_arrays(
             pa.array(states), pa.array(verdicts.STATES)).cast(pa.string()),
         "history": history,
-        "verdict": pa.array(verdict, pa.string()),
+        "verdict": names(verdict, verdicts.VERDICTS),
         "evidence": evidence,
         "rtt_ms": _ms(st["synack_ts"], st["syn_ts"]),
         "ack_rtt_ms": _ms(st["ack_ts"], st["synack_ts"]),
@@ -99,13 +105,13 @@ def conn_table(state: np.ndarray) -> pa.Table:
         "out_of_order": tcp_col(st["out_of_order"].sum(axis=1)),
         "dup_acks": tcp_col(st["dup_acks"].sum(axis=1)),
         "zero_window": tcp_col(st["zero_window"].sum(axis=1)),
-        "reset_by": pa.array(reset_by, pa.string()),
+        "reset_by": names(np.maximum(st["reset_by"], 0), ("orig", "resp"), st["reset_by"] < 0),
         "uid": uids(st["first_ts"], salt),
         "orig_ip_bytes": pa.array(st["ip_bytes"][:, 0], pa.int64()),
         "resp_ip_bytes": pa.array(st["ip_bytes"][:, 1], pa.int64()),
         "missed_bytes": tcp_col(st["missed"].sum(axis=1)),
         "mirror_copies": pa.array(st["copies"], pa.int64()),
-        "problem": pa.array(np.isin(verdict, verdicts.PROBLEMS), pa.bool_()),
+        "problem": pa.array(verdicts.IS_PROBLEM[verdict], pa.bool_()),
     }
     for name in ROCE_ONLY:
         cols[name] = pa.nulls(n, schema.SESSIONS.field(name).type)
