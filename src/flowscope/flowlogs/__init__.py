@@ -1,0 +1,1 @@
+"""Flow logs: cloud per-interval connection summaries (AWS VPC Flow Logs first)."""
