@@ -28,7 +28,7 @@ EXPECTED = {
     "v2_default_records.log": (False, 14, 5, []),
     "v3_custom_with_header.log": (True, 18, 2, []),
     "v4_custom_with_header.log": (True, 22, 2, []),
-    "v5_custom_with_header.log": (True, 29, 2, ["3: 2 fields where the format has 29"]),
+    "v5_custom_with_header.log": (True, 29, 2, ["4: 2 fields where the format has 29"]),
     "v6_tgw_fields_with_header.log": (True, 18, 1, []),
     "valid_tgw_flow_log.log": (True, 31, 1, []),
     "valid_vpc_flow_log.log": (True, 14, 1, []),

@@ -17,7 +17,7 @@ from flowscope.pipeline import PacketRun
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="What happened to these connections? Mirrored packets (ERSPAN, VXLAN, "
                        "Geneve) turned into evidence.")
-err = Console(stderr=True, highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 
 class RowFormat(StrEnum):
@@ -274,6 +274,73 @@ class _stdout:
 
     def __exit__(self, *exc: object) -> None:
         sys.stdout.flush()
+
+
+flowlogs_app = typer.Typer(no_args_is_help=True, help="Cloud flow logs (AWS VPC Flow Logs).")
+app.add_typer(flowlogs_app, name="flowlogs")
+
+
+class FlowFormat(StrEnum):
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+
+
+@flowlogs_app.command("analyze")
+def flowlogs_analyze(
+        paths: Annotated[list[str] | None, typer.Argument(
+            help="flow-log files (gzip ok), folders (walked), or - for stdin")] = None,
+        format: Annotated[FlowFormat, typer.Option("--format", "-f")] = FlowFormat.table,
+        output: Annotated[str | None, typer.Option("--output", "-o")] = None,
+        log_format: Annotated[str | None, typer.Option(
+            "--log-format", help="fields of header-less files, e.g. '${version} ${srcaddr} "
+                                 "...' [default: the version 2 default format]")] = None,
+        problems: Annotated[bool, typer.Option("--problems",
+                                               help="only failing connections")] = False,
+        sql: Annotated[str | None, typer.Option(
+            "--sql", help="print the analysis as SQL for DIALECT (athena, trino, spark, "
+                          "bigquery, duckdb ...) over a table flow_logs, and exit")] = None,
+        limit: Annotated[int | None, typer.Option("--limit", "-n", min=0)] = None) -> None:
+    """Pair flow-log records into connections, with a verdict each: failures first."""
+    from flowscope.flowlogs import analyze as fa
+    from flowscope.flowlogs.fields import parse_format
+
+    try:
+        if sql:
+            print(fa.to_sql(sql))
+            return
+        if not paths:
+            raise FlowscopeError("give flow-log files or folders (or - for stdin)")
+        fmt = parse_format(log_format) if log_format else None
+        result = fa.analyze(paths, fmt)
+    except ValueError as e:
+        _fail(FlowscopeError(str(e)))
+    except FlowscopeError as e:
+        _fail(e)
+    for note in result.capabilities:
+        err.print(f"[cyan]format[/]: {note}")
+    if result.coverage_gaps:
+        err.print(f"[yellow]coverage[/]: {result.coverage_gaps} SKIPDATA records: intervals "
+                  f"whose records AWS lost; absence of failures there means nothing")
+    for p in result.problems[:20]:
+        err.print(f"[yellow]warning[/]: {p}")
+    if len(result.problems) > 20:
+        err.print(f"[yellow]warning[/]: ... {len(result.problems) - 20} more")
+    table = result.table
+    if problems:
+        table = table.filter(table["problem"])
+    if format is FlowFormat.table:
+        from flowscope.sinks.text import print_flow_connections
+
+        print_flow_connections(table, Console(width=None if sys.stdout.isatty() else 200,
+                                              emoji=False, highlight=False), limit)
+    else:
+        from flowscope.sinks.files import write_table
+
+        write_table(table, format.value, output)
+    err.print(f"{result.files} files, {result.records} records, {result.table.num_rows} "
+              f"connections")
 
 
 def main() -> None:

@@ -109,8 +109,10 @@ def _batches(log: TextLog, body: BinaryIO, first_line: int) -> Iterator[pa.Recor
     skipped: list[int] = []  # line numbers the CSV reader did not return
     repaired: list[tuple[int, list[str]]] = []
 
+    offset = first_line - 1  # the reader numbers rows from the start of the body
+
     def invalid(row: pcsv.InvalidRow) -> str:
-        line = row.number
+        line = row.number + offset if row.number is not None else None
         if line is not None:
             skipped.append(line)
         text = row.text or ""

@@ -49,8 +49,8 @@ VERSION = {name: version for name, version, _ in FIELDS}
 # The default format (version 2), which AWS writes without naming it.
 DEFAULT_FORMAT = tuple(name for name, version, _ in FIELDS if version == 2)
 
-# What every analysis needs to say anything: the 5-tuple and the time.
-REQUIRED = ("srcaddr", "dstaddr", "start")
+# What pairing records into connections needs at least (ports and times make it better).
+REQUIRED = ("srcaddr", "dstaddr")
 
 STATUS_OK, STATUS_NODATA, STATUS_SKIPDATA = "OK", "NODATA", "SKIPDATA"
 

@@ -126,3 +126,23 @@ def print_sessions(table: pa.Table, console: Console, limit: int | None = None) 
     problems = sum(table.column("problem").to_pylist())
     shown = "" if limit is None or limit >= table.num_rows else f", first {limit} shown"
     console.print(f"{table.num_rows} sessions, {problems} with problems{shown}")
+
+
+def print_flow_connections(table: pa.Table, console: Console, limit: int | None = None) -> None:
+    """Flow-log connections, failures first, one line each."""
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("verdict", "proto", "originator", "responder", "state", "flags o/r", "pkts",
+                 "action", "evidence"):
+        t.add_column(name, overflow="fold" if name == "evidence" else "ellipsis")
+    rows = table.slice(0, limit).to_pylist() if limit is not None else table.to_pylist()
+    for r in rows:
+        style = VERDICT_STYLE.get(r["verdict"], "red")
+        orig = r["orig_h"] + ("" if r["orig_p"] is None else f":{r['orig_p']}")
+        resp = r["resp_h"] + ("" if r["resp_p"] is None else f":{r['resp_p']}")
+        flags = f"{r['tcp_flags_orig'] or '-'}/{r['tcp_flags_resp'] or '-'}"
+        t.add_row(f"[{style}]{r['verdict']}[/]", r["proto"], orig, resp, r["conn_state"] or "-",
+                  flags, f"{r['orig_pkts']}/{r['resp_pkts']}", r["action"],
+                  "; ".join(r["evidence"]) or "-")
+    console.print(t)
+    problems = sum(table.column("problem").to_pylist())
+    console.print(f"{table.num_rows} connections, {problems} failing")

@@ -1,0 +1,199 @@
+"""Flow-log records -> connections with a verdict, written once as Ibis expressions.
+
+The same expression runs on DuckDB (embedded, the default) and compiles to SQL for Athena,
+Trino, Spark or BigQuery (``--sql DIALECT``), so the analysis can run where the logs live.
+
+Semantics (AWS VPC user guide, "Flow log records"):
+
+- ``tcp-flags`` records only FIN 1, SYN 2, RST 4 and SYN-ACK 18 (SYN + bit 16), OR-ed over the
+  aggregation interval; a plain ACK or PSH is 0, so the handshake's third packet is never seen:
+  "established" is inferred from a SYN-ACK (and said so in the evidence).
+- One record per direction per interval; no order between records.  All records of a 5-tuple,
+  both directions and every interval, are one connection.  ``pkt-srcaddr``/``pkt-dstaddr``
+  (when logged) name the real peers behind NAT and are used in place of ``srcaddr``/``dstaddr``.
+- The originator is the side that sent a SYN without ACK; else the side that received the
+  SYN-ACK; else the side with the ephemeral-looking (higher, >= 1024) port.
+- REJECT means a security group or network ACL dropped the packets, or that they arrived after
+  the connection closed: REJECT records of a tuple that closed (FIN/RST) while accepted are
+  ``late_after_close``, not ``denied``.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+FIN, SYN, RST, SYN_ACK = 1, 2, 4, 18
+ACK_BIT = 16
+
+VERDICTS = ("denied", "refused", "unanswered", "reset_by_orig", "reset_by_resp",
+            "late_after_close", "open", "ok", "midstream", "unknown")
+# Failures first; "unknown" (e.g. no tcp-flags in the format) is not a failure.
+PROBLEMS = ("denied", "refused", "unanswered", "reset_by_orig", "reset_by_resp")
+
+
+def bit_or(col: ir.IntegerColumn) -> ir.IntegerScalar:
+    """OR over a group, portable to engines without a bitwise-OR aggregate (Spark through
+    Ibis): the flags are single bits, so OR = the sum over bits of each bit's maximum."""
+    total = None
+    for bit in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+        part = (col & bit).max()
+        total = part if total is None else total + part
+    return total
+
+
+def _col(t: ir.Table, name: str, typ: str) -> ir.Value:
+    return t[name] if name in t.columns else ibis.null(typ)
+
+
+def records(t: ir.Table) -> ir.Table:
+    """Normalise: effective addresses, one row per record with data (OK status)."""
+    status = _col(t, "log_status", "string")
+    src = ibis.coalesce(_col(t, "pkt_srcaddr", "string"), t.srcaddr)
+    dst = ibis.coalesce(_col(t, "pkt_dstaddr", "string"), t.dstaddr)
+    return t.filter([ibis.coalesce(status, "OK") == "OK", t.srcaddr.notnull()]).select(
+        src=src, dst=dst,
+        sport=_col(t, "srcport", "int32").cast("int32"),
+        dport=_col(t, "dstport", "int32").cast("int32"),
+        proto=_col(t, "protocol", "int16").cast("int16"),
+        packets=_col(t, "packets", "int64").cast("int64"),
+        bytes=_col(t, "bytes", "int64").cast("int64"),
+        start=_col(t, "start", "int64").cast("int64"),
+        end=_col(t, "end", "int64").cast("int64"),
+        action=_col(t, "action", "string"),
+        flags=_col(t, "tcp_flags", "int32").cast("int32"),
+        interface_id=_col(t, "interface_id", "string"),
+        reject_reason=_col(t, "reject_reason", "string"),
+    )
+
+
+def directions(r: ir.Table) -> ir.Table:
+    """Per 5-tuple and direction: packets, bytes, time, OR-ed flags, actions."""
+    a_first = (r.src < r.dst) | ((r.src == r.dst) & (r.sport <= r.dport))
+    keyed = r.mutate(
+        a=ibis.ifelse(a_first, r.src, r.dst), ap=ibis.ifelse(a_first, r.sport, r.dport),
+        b=ibis.ifelse(a_first, r.dst, r.src), bp=ibis.ifelse(a_first, r.dport, r.sport),
+        from_a=a_first)
+    accepted = keyed.action != "REJECT"
+    return keyed.group_by(["a", "ap", "b", "bp", "proto", "from_a"]).aggregate(
+        packets=keyed.packets.sum(), bytes=keyed.bytes.sum(),
+        first=keyed.start.min(), last=keyed.end.max(),
+        flags=bit_or(keyed.flags),
+        close_ts=ibis.ifelse(accepted & ((keyed.flags & (FIN | RST)) != 0), keyed.end,
+                             ibis.null("int64")).min(),
+        reject_first=ibis.ifelse(~accepted, keyed.start, ibis.null("int64")).min(),
+        rejected=(~accepted).any(), accepted=accepted.any(),
+        interface_id=keyed.interface_id.min(),
+        reject_reason=keyed.reject_reason.max(),
+        has_flags=keyed.flags.notnull().any(),
+    )
+
+
+def connections(t: ir.Table) -> ir.Table:
+    """One row per connection (schema.FLOW_CONNECTIONS order), verdicts and evidence."""
+    d = directions(records(t))
+    x = d.filter(d.from_a).rename(lambda c: c if c in ("a", "ap", "b", "bp", "proto")
+                                  else f"x_{c}")
+    y = d.filter(~d.from_a).rename(lambda c: c if c in ("a", "ap", "b", "bp", "proto")
+                                   else f"y_{c}")
+    j = x.outer_join(y, ["a", "ap", "b", "bp", "proto"])
+    j = j.select(
+        a=ibis.coalesce(j.a, j.a_right), ap=ibis.coalesce(j.ap, j.ap_right),
+        b=ibis.coalesce(j.b, j.b_right), bp=ibis.coalesce(j.bp, j.bp_right),
+        proto=ibis.coalesce(j.proto, j.proto_right),
+        **{c: j[c] for c in j.columns if c.startswith(("x_", "y_"))})
+    xf = j.x_flags.fill_null(0)
+    yf = j.y_flags.fill_null(0)
+    x_syn = ((xf & SYN) != 0) & ((xf & ACK_BIT) == 0)
+    y_syn = ((yf & SYN) != 0) & ((yf & ACK_BIT) == 0)
+    x_synack = (xf & SYN_ACK) == SYN_ACK
+    y_synack = (yf & SYN_ACK) == SYN_ACK
+    # originator: SYN sender; else SYN-ACK receiver; else the higher (ephemeral) port
+    a_orig = ibis.cases(
+        (x_syn & ~y_syn, True), (y_syn & ~x_syn, False),
+        (y_synack & ~x_synack, True), (x_synack & ~y_synack, False),
+        else_=j.ap >= j.bp)
+    o = j.mutate(a_orig=a_orig)
+
+    def pick(col: str, typ: str) -> tuple[ir.Value, ir.Value]:
+        xa, ya = o[f"x_{col}"], o[f"y_{col}"]
+        return ibis.ifelse(o.a_orig, xa, ya), ibis.ifelse(o.a_orig, ya, xa)
+
+    of, rf = pick("flags", "int32")
+    op, rp = pick("packets", "int64")
+    ob, rb = pick("bytes", "int64")
+    of, rf = of.fill_null(0), rf.fill_null(0)
+    has_flags = o.x_has_flags.fill_null(False) | o.y_has_flags.fill_null(False)
+    tcp = o.proto == 6
+    syn = ((of & SYN) != 0) & ((of & ACK_BIT) == 0)
+    synack = (rf & SYN_ACK) == SYN_ACK
+    o_fin, r_fin = (of & FIN) != 0, (rf & FIN) != 0
+    o_rst, r_rst = (of & RST) != 0, (rf & RST) != 0
+    rejected = o.x_rejected.fill_null(False) | o.y_rejected.fill_null(False)
+    accepted = o.x_accepted.fill_null(False) | o.y_accepted.fill_null(False)
+    close_ts = ibis.least(o.x_close_ts, o.y_close_ts)
+    reject_first = ibis.least(o.x_reject_first, o.y_reject_first)
+    late = rejected & close_ts.notnull() & (reject_first >= close_ts)
+    replied = rp.fill_null(0) > 0
+    state = ibis.cases(
+        (~tcp | ~has_flags, ibis.null("string")),
+        (syn & ~synack & r_rst, "REJ"),
+        (syn & ~synack & o_rst, "RSTOS0"),
+        (syn & ~synack & o_fin, "SH"),
+        (syn & ~synack & ~replied, "S0"),
+        (synack & o_rst, "RSTO"),
+        (synack & r_rst, "RSTR"),
+        (synack & o_fin & r_fin, "SF"),
+        (synack, "S1"),
+        else_="OTH")
+    verdict = ibis.cases(
+        (late, "late_after_close"),
+        (rejected & ~accepted, "denied"),
+        (tcp & ~has_flags, "unknown"),
+        (state == "REJ", "refused"),
+        (state.isin(["S0", "SH"]), "unanswered"),
+        (state.isin(["RSTO", "RSTOS0"]), "reset_by_orig"),
+        (state == "RSTR", "reset_by_resp"),
+        (state == "SF", "ok"),
+        (state == "S1", "open"),
+        (state == "OTH", "midstream"),
+        (~tcp & replied, "ok"),
+        (~tcp, "unanswered"),
+        else_="unknown")
+    evidence = ibis.cases(
+        (late, "REJECT after the connection closed (FIN/RST): packets arrived late, not a "
+               "policy denial"),
+        (rejected & ~accepted, "every record is REJECT: a security group or network ACL drops "
+                               "this traffic"),
+        (tcp & ~has_flags, "the log format has no tcp-flags: no handshake verdict"),
+        (state == "REJ", "SYN answered by RST"),
+        (state == "S0", "SYN sent, no record of a reply"),
+        (state == "SH", "SYN then FIN from the originator, no SYN-ACK"),
+        (state.isin(["RSTO", "RSTOS0"]), "the originator sent RST"),
+        (state == "RSTR", "the responder sent RST after its SYN-ACK"),
+        (state == "SF", "SYN-ACK seen (the final ACK is never logged), FIN both ways"),
+        (state == "S1", "SYN-ACK seen (the final ACK is never logged), not closed in the logs"),
+        (state == "OTH", "no SYN in the logs: started before logging began"),
+        (~tcp & replied, "records in both directions"),
+        (~tcp, "records in one direction only"),
+        else_="")
+    first_x = ibis.least(o.x_first, o.y_first)
+    last_x = ibis.greatest(o.x_last, o.y_last)
+    return o.select(
+        proto=ibis.cases((o.proto == 6, "tcp"), (o.proto == 17, "udp"),
+                         (o.proto == 1, "icmp"), (o.proto == 58, "icmpv6"),
+                         else_=o.proto.cast("string")),
+        orig_h=ibis.ifelse(o.a_orig, o.a, o.b), orig_p=ibis.ifelse(o.a_orig, o.ap, o.bp),
+        resp_h=ibis.ifelse(o.a_orig, o.b, o.a), resp_p=ibis.ifelse(o.a_orig, o.bp, o.ap),
+        interface_id=ibis.coalesce(o.x_interface_id, o.y_interface_id),
+        first_ts=first_x, last_ts=last_x,
+        orig_pkts=op.fill_null(0), resp_pkts=rp.fill_null(0),
+        orig_bytes=ob.fill_null(0), resp_bytes=rb.fill_null(0),
+        tcp_flags_orig=ibis.ifelse(tcp & has_flags, of, ibis.null("int32")),
+        tcp_flags_resp=ibis.ifelse(tcp & has_flags, rf, ibis.null("int32")),
+        action=ibis.cases((rejected & accepted, "ACCEPT+REJECT"), (rejected, "REJECT"),
+                          else_="ACCEPT"),
+        reject_reason=ibis.coalesce(o.x_reject_reason, o.y_reject_reason),
+        conn_state=state, verdict=verdict, evidence=evidence,
+        problem=verdict.isin(list(PROBLEMS)),
+    )
