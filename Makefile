@@ -35,6 +35,8 @@ demo: setup
 	$(FLOWSCOPE) sessions $(DEMO)/incident.pcap --interval 2s --format csv
 	$(FLOWSCOPE) sessions $(DEMO)/incident.pcap --format zeek -o $(DEMO)/conn.log
 	@echo "Zeek conn.log written to $(DEMO)/conn.log"
+	$(PY) -m tests.flowlog_gen $(DEMO)/flows.log
+	$(FLOWSCOPE) flowlogs analyze $(DEMO)/flows.log
 	$(PY) bench/make_capture.py --frames 20000 --loss 0.002 -o $(DEMO)/mirror.pcap
 	$(FLOWSCOPE) mirrors $(DEMO)/mirror.pcap
 	$(FLOWSCOPE) packets $(DEMO)/mirror.pcap --limit 8

@@ -119,3 +119,14 @@ def scenarios() -> list[Conn]:
     c = Conn("dns-lost", (cl, 53001), ("10.0.0.2", 53), proto=17, expected="unanswered")
     cs.append(c.send(7, True, 0, 70))
     return cs
+
+
+if __name__ == "__main__":  # `make demo`: python -m tests.flowlog_gen OUT.log
+    import sys
+    from pathlib import Path
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "flows.log")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recs = records(scenarios())
+    out.write_text(text(recs))
+    print(f"{out}: {len(recs)} records of {len(scenarios())} connections")
