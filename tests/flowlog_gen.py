@@ -44,7 +44,10 @@ class Conn:
         return self
 
 
-def records(conns: list[Conn], seed: int = 7, ms: bool = False) -> list[dict[str, object]]:
+def records(conns: list[Conn], seed: int = 7, ms: bool = False,
+            both_enis: bool = False) -> list[dict[str, object]]:
+    """Records as AWS writes them; ``both_enis``: the server's ENI is logged too, so every
+    record appears a second time from the other end (other interface and direction)."""
     out = []
     for c in conns:
         groups: dict[tuple[bool, int, str], list[tuple[float, int, int]]] = {}
@@ -73,6 +76,9 @@ def records(conns: list[Conn], seed: int = 7, ms: bool = False) -> list[dict[str
                 "tcp-flags": flags if c.proto == 6 else 0,
                 "pkt-srcaddr": src[0], "pkt-dstaddr": dst[0],
                 "flow-direction": "ingress" if not from_client else "egress"})
+    if both_enis:
+        out += [r | {"interface-id": "eni-0def", "flow-direction":
+                     "ingress" if r["flow-direction"] == "egress" else "egress"} for r in out]
     random.Random(seed).shuffle(out)
     return out
 

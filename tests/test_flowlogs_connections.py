@@ -22,11 +22,11 @@ def verdicts(path: Path) -> dict[tuple[str, int], dict]:
     return {(r["orig_h"], r["orig_p"]): r for r in rows}
 
 
-@pytest.mark.parametrize("ms", [False, True])
-def test_generated_connections(tmp_path: Path, ms: bool) -> None:
+@pytest.mark.parametrize(("ms", "both_enis"), [(False, False), (True, False), (False, True)])
+def test_generated_connections(tmp_path: Path, ms: bool, both_enis: bool) -> None:
     conns = gen.scenarios()
     path = tmp_path / "flows.log"
-    path.write_text(gen.text(gen.records(conns, ms=ms)))
+    path.write_text(gen.text(gen.records(conns, ms=ms, both_enis=both_enis)))
     got = verdicts(path)
     for c in conns:
         row = got[c.client]
@@ -42,6 +42,8 @@ def test_generated_connections(tmp_path: Path, ms: bool) -> None:
     assert got[("10.0.1.10", 40004)]["conn_state"] == "REJ"
     assert got[("10.0.1.10", 40003)]["conn_state"] == "S0"
     assert got[("10.0.1.10", 40008)]["action"] == "ACCEPT+REJECT"
+    assert got[("10.0.1.10", 53000)]["conn_state"] == "SF"  # UDP: Zeek's codes
+    assert got[("10.0.1.10", 53001)]["conn_state"] == "S0"
 
 
 def test_failures_first_and_cli(tmp_path: Path) -> None:

@@ -75,7 +75,9 @@ def directions(r: ir.Table) -> ir.Table:
         b=ibis.ifelse(a_first, r.dst, r.src), bp=ibis.ifelse(a_first, r.dport, r.sport),
         from_a=a_first)
     accepted = keyed.action != "REJECT"
-    return keyed.group_by(["a", "ap", "b", "bp", "proto", "from_a"]).aggregate(
+    # First per interface: when both ends' ENIs are logged, each direction is recorded twice,
+    # once per ENI; the same packets must not count twice, so interfaces are merged with max.
+    per_eni = keyed.group_by(["a", "ap", "b", "bp", "proto", "from_a", "interface_id"]).aggregate(
         packets=keyed.packets.sum(), bytes=keyed.bytes.sum(),
         first=keyed.start.min(), last=keyed.end.max(),
         flags=bit_or(keyed.flags),
@@ -83,9 +85,16 @@ def directions(r: ir.Table) -> ir.Table:
                              ibis.null("int64")).min(),
         reject_first=ibis.ifelse(~accepted, keyed.start, ibis.null("int64")).min(),
         rejected=(~accepted).any(), accepted=accepted.any(),
-        interface_id=keyed.interface_id.min(),
         reject_reason=keyed.reject_reason.max(),
         has_flags=keyed.flags.notnull().any(),
+    )
+    e = per_eni
+    return e.group_by(["a", "ap", "b", "bp", "proto", "from_a"]).aggregate(
+        packets=e.packets.max(), bytes=e.bytes.max(), first=e.first.min(), last=e.last.max(),
+        flags=bit_or(e.flags), close_ts=e.close_ts.min(), reject_first=e.reject_first.min(),
+        rejected=e.rejected.any(), accepted=e.accepted.any(),
+        interface_id=e.interface_id.min(), interfaces=e.interface_id.nunique(),
+        reject_reason=e.reject_reason.max(), has_flags=e.has_flags.any(),
     )
 
 
@@ -135,7 +144,9 @@ def connections(t: ir.Table) -> ir.Table:
     reject_first = ibis.least(o.x_reject_first, o.y_reject_first)
     late = rejected & close_ts.notnull() & (reject_first >= close_ts)
     replied = rp.fill_null(0) > 0
+    asked = op.fill_null(0) > 0
     state = ibis.cases(
+        (o.proto == 17, ibis.cases((asked & replied, "SF"), (asked, "S0"), else_="SHR")),
         (~tcp | ~has_flags, ibis.null("string")),
         (syn & ~synack & r_rst, "REJ"),
         (syn & ~synack & o_rst, "RSTOS0"),
