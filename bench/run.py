@@ -1,5 +1,6 @@
-"""Side-by-side benchmark, on one core: `flowscope decap` against a dpkt loop and tshark, and
-`flowscope sessions` against `tshark -q -z conv,tcp`.
+"""Side-by-side benchmark, on one core: `flowscope decap` against a dpkt loop and tshark,
+`flowscope sessions` against `tshark -q -z conv,tcp`, and `flowscope flowlogs analyze` against
+the flowlogs-reader package and a bare DuckDB query.
 
 Generates (if missing) bench/out/erspan2-1M.pcap and bench/out/erspan2-4M.pcap with
 bench/make_capture.py, then on the 1M capture, each pinned to CPU 0 with `taskset -c 0` and
@@ -138,6 +139,42 @@ def label(frames: int) -> str:
     return f"{frames // 1_000_000}M" if frames % 1_000_000 == 0 else f"{frames // 1000}k"
 
 
+def flowlogs_section(args: argparse.Namespace, row) -> list[str]:  # type: ignore[no-untyped-def]
+    """flowscope flowlogs analyze vs the flowlogs-reader package vs a bare DuckDB query."""
+    records = 160_000 if args.quick else 1_600_000
+    log = OUT / f"flowlogs-{label(records)}.log"
+    if not log.exists():
+        subprocess.run([sys.executable, str(BENCH / "make_flowlogs.py"), "--records",
+                        str(records), "-o", str(log)], check=True)
+    print(f"flow logs on {log.name}:", file=sys.stderr)
+    fs = timed("flowscope flowlogs analyze", [*flowscope_cmd(), "flowlogs", "analyze", str(log),
+                                              "-f", "parquet", "-o", str(OUT / "flows.parquet")],
+               records, args.repeat, args.slow, warmup=True)
+    reader = timed("flowlogs-reader", [sys.executable, str(BENCH / "flowlogs_reader_baseline.py"),
+                                       str(log)], records, args.repeat, args.slow)
+    duck = timed("duckdb pairs (1 thread)", [sys.executable, str(BENCH / "duckdb_pairs.py"),
+                                             str(log)], records, args.repeat, args.slow)
+    base = fs.best.wall
+    size = log.stat().st_size / 1e6
+    return [
+        f"## flowscope flowlogs analyze vs flowlogs-reader vs DuckDB ({label(records)} records, "
+        f"{size:.0f} MB)",
+        "",
+        "| contender | records | wall s | CPU s | records/s | × flowscope wall | peak RSS MiB | "
+        "output |",
+        "|---|---|---|---|---|---|---|---|",
+        row(fs, "1.0", "connections with verdicts (Parquet)"),
+        row(reader, f"{reader.best.wall / base:.2f}", "5-tuple aggregates"),
+        row(duck, f"{duck.best.wall / base:.2f}", "direction pairs, OR-ed flags"),
+        "",
+        f"- flowlogs-reader / flowscope: **{reader.best.wall / base:.1f}×** (target ≥ 10×); "
+        f"flowscope / bare DuckDB: **{base / duck.best.wall:.1f}×** (target ≤ 2×).",
+        "",
+        *(f"- {r.name}: `{r.command}`" for r in (fs, reader, duck)),
+        "",
+    ]
+
+
 def session_count(path: Path) -> int:
     import pyarrow.parquet as pq
 
@@ -264,6 +301,7 @@ def main() -> None:
         f"- {conv.name}: `{conv.command} > /dev/null`",
         "",
     ]
+    lines += flowlogs_section(args, row)
     text = "\n".join(lines)
     (OUT / "results.md").write_text(text)
     print(text)
