@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,36 +80,100 @@ def capabilities(fields_seen: set[str]) -> list[str]:
     return notes
 
 
+DUCKDB_TYPES = {"int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR"}
+
+
+def _sniff(path: str, log_format: tuple[str, ...] | None) -> tuple[bool, tuple[str, ...]]:
+    """Header or not, and the fields: from the first line, as the Arrow reader decides."""
+    log, _ = aws_text.read(path, log_format)
+    return log.header, log.fields
+
+
+def _read_native(con, path: str, index: int, header: bool,  # type: ignore[no-untyped-def]
+                 names: tuple[str, ...], result: Analysis) -> ir.Table:
+    """DuckDB parses the file itself (parallel, compressed input, spills to disk); the lines
+    it rejects come back with their numbers: re-split if only spaces were doubled, else
+    reported as file:line: reason."""
+    columns = {n: DUCKDB_TYPES[str(f.TYPES.get(n, pa.string()))] for n in names}
+    spec = ", ".join(f"'{n}': '{t}'" for n, t in columns.items())
+    table = f"flows_{index}"
+    rejects = f"rejects_{index}"
+    db = con.con  # the DuckDB connection under Ibis: parameters for the path
+    used = [n for n in names if f.column(n) in connections.USED] or list(names[:1])
+    select = ", ".join(f'"{n}"' for n in used)
+    db.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT {select}, 0 AS _line FROM read_csv(?, delim=' ', "
+        f"quote='', escape='', header={'true' if header else 'false'}, nullstr='-', "
+        f"columns={{{spec}}}, store_rejects=true, rejects_table='{rejects}', "
+        f"rejects_scan='scan_{index}', strict_mode=false, auto_detect=false)", [path])
+    bad = db.execute(
+        f"SELECT line, any_value(csv_line), min(error_type), min(column_name) "
+        f"FROM {rejects} GROUP BY line ORDER BY line").fetchall()
+    repaired = []
+    for line, text, kind, column in bad:
+        parts = (text or "").split()
+        if not parts:
+            continue
+        if len(parts) == len(names) and kind != "CAST":
+            row = dict(zip(names, parts, strict=True))
+            repaired.append({n: row[n] for n in used} | {"_line": line})
+        elif kind == "CAST":
+            result.problems.append(f"{path}:{line}: {column} is not a number")
+        else:
+            result.problems.append(f"{path}:{line}: {len(parts)} fields where the format has "
+                                   f"{len(names)}")
+    t = con.table(table)
+    if repaired:
+        fixed = pa.table({n: pa.array([None if r[n] == "-" else r[n] for r in repaired],
+                                      pa.string()).cast(f.TYPES.get(n, pa.string()))
+                          for n in used} | {"_line": pa.array([r["_line"] for r in repaired])})
+        t = t.union(ibis.memtable(fixed).cast(t.schema()))
+    return t.rename({f.column(n): n for n in used})
+
+
 def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> Analysis:
-    batches: list[pa.Table] = []
+    """Flow-log files -> connections.  Files are parsed by DuckDB where it can read them
+    (paths), by the streaming Arrow reader otherwise (stdin)."""
     result = Analysis(pa.table({}))
     seen: set[str] = set()
-    for path in expand(paths):
+    con = ibis.duckdb.connect()
+    tables: list[ir.Table] = []
+    for index, path in enumerate(expand(paths)):
         try:
-            log, parts = aws_text.read(path if path != "-" else _stdin(), log_format)
-            tables = [pa.Table.from_batches([b]) for b in parts]
+            if path == "-":
+                log, parts = aws_text.read(_stdin(), log_format)
+                batches = list(parts)
+                header, names = log.header, log.fields
+                result.problems += log.problems
+                t = ibis.memtable(pa.Table.from_batches(batches)) if batches else None
+            else:
+                header, names = _sniff(path, log_format)
+                t = None
         except OSError as e:
             result.problems.append(f"{path}: cannot read: {e.strerror or e}")
             continue
         result.files += 1
-        result.problems += log.problems
-        missing = [name for name in f.REQUIRED if name not in log.fields]
+        missing = [name for name in f.REQUIRED if name not in names]
         if missing:
             result.problems.append(f"{path}: the format lacks {', '.join(missing)}: its "
                                    f"records cannot be paired into connections")
             continue
-        seen |= set(log.fields)
-        batches += tables
-        result.records += log.records
+        if path != "-":
+            t = _read_native(con, path, index, header, names, result)
+        if t is None:
+            continue
+        seen |= set(names)
+        tables.append(connections.records(t))
     result.capabilities = capabilities(seen)
-    if not batches:
+    if not tables:
         raise FlowscopeError("no flow-log records found" + (
             f" ({result.problems[0]})" if result.problems else ""))
-    records = pa.concat_tables(batches, promote_options="default")
-    if "log_status" in records.column_names:
-        result.coverage_gaps = int(pc.sum(pc.equal(records["log_status"],
-                                                   f.STATUS_SKIPDATA)).as_py() or 0)
-    out = connections.connections(ibis.memtable(records)).to_pyarrow()
+    records = tables[0].union(*tables[1:]) if len(tables) > 1 else tables[0]
+    counts = records.aggregate(n=records.count(), gaps=(records.status == f.STATUS_SKIPDATA)
+                               .sum()).to_pyarrow().to_pylist()[0]
+    result.records = int(counts["n"])
+    result.coverage_gaps = int(counts["gaps"] or 0)
+    out = connections.connections_from(records).to_pyarrow()
     result.table = _finish(out)
     return result
 
@@ -125,8 +190,9 @@ def _finish(t: pa.Table) -> pa.Table:
     for side in ("tcp_flags_orig", "tcp_flags_resp"):
         cols[side] = flag_names(pc.cast(t[side], pa.int64()).combine_chunks())
     evidence = t["evidence"].combine_chunks()
-    cols["evidence"] = pa.ListArray.from_arrays(
-        pa.array(np.arange(len(evidence) + 1, dtype=np.int32)), evidence)
+    present = ~np.asarray(evidence.is_null().to_numpy(zero_copy_only=False), bool)
+    offsets = np.concatenate([[0], np.cumsum(present)]).astype(np.int32)
+    cols["evidence"] = pa.ListArray.from_arrays(pa.array(offsets), evidence.drop_null())
     out = pa.table(cols)
     problem = out["problem"].to_numpy(zero_copy_only=False)
     first = out["first_ts"].to_numpy(zero_copy_only=False)

@@ -46,20 +46,32 @@ def _col(t: ir.Table, name: str, typ: str) -> ir.Value:
     return t[name] if name in t.columns else ibis.null(typ)
 
 
+# The columns the analysis reads (readers may skip the others).
+USED = ("log_status", "srcaddr", "dstaddr", "pkt_srcaddr", "pkt_dstaddr", "srcport", "dstport",
+        "protocol", "packets", "bytes", "start", "end", "action", "tcp_flags", "interface_id",
+        "reject_reason")
+MS_THRESHOLD = 100_000_000_000  # epoch seconds stay below this; larger is milliseconds
+
+
+def _seconds(v: ir.IntegerValue) -> ir.IntegerValue:
+    return ibis.ifelse(v > MS_THRESHOLD, v // 1000, v)
+
+
 def records(t: ir.Table) -> ir.Table:
-    """Normalise: effective addresses, one row per record with data (OK status)."""
-    status = _col(t, "log_status", "string")
+    """Normalise any flow-log table: one row per record, common columns, effective (NAT-real)
+    addresses, seconds.  NODATA/SKIPDATA records are kept (``status``) for coverage."""
+    status = ibis.coalesce(_col(t, "log_status", "string"), "OK")
     src = ibis.coalesce(_col(t, "pkt_srcaddr", "string"), t.srcaddr)
     dst = ibis.coalesce(_col(t, "pkt_dstaddr", "string"), t.dstaddr)
-    return t.filter([ibis.coalesce(status, "OK") == "OK", t.srcaddr.notnull()]).select(
-        src=src, dst=dst,
+    return t.select(
+        status=status, src=src, dst=dst,
         sport=_col(t, "srcport", "int32").cast("int32"),
         dport=_col(t, "dstport", "int32").cast("int32"),
         proto=_col(t, "protocol", "int16").cast("int16"),
         packets=_col(t, "packets", "int64").cast("int64"),
         bytes=_col(t, "bytes", "int64").cast("int64"),
-        start=_col(t, "start", "int64").cast("int64"),
-        end=_col(t, "end", "int64").cast("int64"),
+        start=_seconds(_col(t, "start", "int64").cast("int64")),
+        end=_seconds(_col(t, "end", "int64").cast("int64")),
         action=_col(t, "action", "string"),
         flags=_col(t, "tcp_flags", "int32").cast("int32"),
         interface_id=_col(t, "interface_id", "string"),
@@ -99,8 +111,14 @@ def directions(r: ir.Table) -> ir.Table:
 
 
 def connections(t: ir.Table) -> ir.Table:
-    """One row per connection (schema.FLOW_CONNECTIONS order), verdicts and evidence."""
-    d = directions(records(t))
+    """One row per connection from a raw flow-log table (AWS field names, ``-`` -> ``_``)."""
+    return connections_from(records(t))
+
+
+def connections_from(r: ir.Table) -> ir.Table:
+    """One row per connection from normalised records (:func:`records`)."""
+    r = r.filter([r.status == "OK", r.src.notnull(), r.dst.notnull()])
+    d = directions(r)
     x = d.filter(d.from_a).rename(lambda c: c if c in ("a", "ap", "b", "bp", "proto")
                                   else f"x_{c}")
     y = d.filter(~d.from_a).rename(lambda c: c if c in ("a", "ap", "b", "bp", "proto")
@@ -187,7 +205,7 @@ def connections(t: ir.Table) -> ir.Table:
         (state == "OTH", "no SYN in the logs: started before logging began"),
         (~tcp & replied, "records in both directions"),
         (~tcp, "records in one direction only"),
-        else_="")
+        else_=ibis.null("string"))
     first_x = ibis.least(o.x_first, o.y_first)
     last_x = ibis.greatest(o.x_last, o.y_last)
     return o.select(
