@@ -206,8 +206,11 @@ def to_sql(dialect: str) -> str:
     fixed = {k: ("int64" if v == "int64" else "int32" if v == "int32" else
                  "int16" if v == "int16" else "string") for k, v in schema.items()}
     table = ibis.table(fixed, name="flow_logs")
-    dialect = {"spark": "pyspark", "athena": "athena"}.get(dialect, dialect)
+    dialect = {"spark": "pyspark"}.get(dialect, dialect)
+    connections.PORTABLE["enabled"] = dialect == "pyspark"
     try:
         return str(ibis.to_sql(connections.connections(table), dialect=dialect))
     except (ValueError, ImportError, NotImplementedError, ibis.common.exceptions.IbisError) as e:
         raise FlowscopeError(f"cannot write SQL for {dialect!r}: {e}") from None
+    finally:
+        connections.PORTABLE["enabled"] = False

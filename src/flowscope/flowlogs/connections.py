@@ -32,12 +32,18 @@ VERDICTS = ("denied", "refused", "unanswered", "reset_by_orig", "reset_by_resp",
 PROBLEMS = ("denied", "refused", "unanswered", "reset_by_orig", "reset_by_resp")
 
 
-def bit_or(col: ir.IntegerColumn) -> ir.IntegerScalar:
-    """OR over a group, portable to engines without a bitwise-OR aggregate (Spark through
-    Ibis): the flags are single bits, so OR = the sum over bits of each bit's maximum."""
+# Spark (through Ibis) has no bitwise-OR aggregate; SQL written for it spells OR out.
+PORTABLE = {"enabled": False}
+
+
+def bit_or(col: ir.IntegerColumn, where: ir.BooleanValue | None = None) -> ir.IntegerScalar:
+    """OR over a group.  Where the engine lacks a bitwise-OR aggregate, the flags being single
+    bits, OR = the sum over bits of each bit's maximum."""
+    if not PORTABLE["enabled"]:
+        return col.bit_or(where=where)
     total = None
     for bit in (1, 2, 4, 8, 16, 32, 64, 128, 256):
-        part = (col & bit).max()
+        part = (col & bit).max(where=where)
         total = part if total is None else total + part
     return total
 
@@ -80,7 +86,8 @@ def records(t: ir.Table) -> ir.Table:
 
 
 def directions(r: ir.Table) -> ir.Table:
-    """Per 5-tuple and direction: packets, bytes, time, OR-ed flags, actions."""
+    """Per 5-tuple, both directions side by side (``x_*`` from the smaller address, ``y_*``
+    from the other): packets, bytes, time, OR-ed flags, actions."""
     a_first = (r.src < r.dst) | ((r.src == r.dst) & (r.sport <= r.dport))
     keyed = r.mutate(
         a=ibis.ifelse(a_first, r.src, r.dst), ap=ibis.ifelse(a_first, r.sport, r.dport),
@@ -100,14 +107,24 @@ def directions(r: ir.Table) -> ir.Table:
         reject_reason=keyed.reject_reason.max(),
         has_flags=keyed.flags.notnull().any(),
     )
+    # Then one row per 5-tuple, each direction's figures side by side (x: from a, y: from b).
     e = per_eni
-    return e.group_by(["a", "ap", "b", "bp", "proto", "from_a"]).aggregate(
-        packets=e.packets.max(), bytes=e.bytes.max(), first=e.first.min(), last=e.last.max(),
-        flags=bit_or(e.flags), close_ts=e.close_ts.min(), reject_first=e.reject_first.min(),
-        rejected=e.rejected.any(), accepted=e.accepted.any(),
-        interface_id=e.interface_id.min(), interfaces=e.interface_id.nunique(),
-        reject_reason=e.reject_reason.max(), has_flags=e.has_flags.any(),
-    )
+    fwd, rev = e.from_a, ~e.from_a
+    sides = {}
+    for side, cond in (("x", fwd), ("y", rev)):
+        sides |= {
+            f"{side}_packets": e.packets.max(where=cond), f"{side}_bytes": e.bytes.max(where=cond),
+            f"{side}_first": e.first.min(where=cond), f"{side}_last": e.last.max(where=cond),
+            f"{side}_flags": bit_or(e.flags, where=cond),
+            f"{side}_close_ts": e.close_ts.min(where=cond),
+            f"{side}_reject_first": e.reject_first.min(where=cond),
+            f"{side}_rejected": e.rejected.any(where=cond),
+            f"{side}_accepted": e.accepted.any(where=cond),
+            f"{side}_interface_id": e.interface_id.min(where=cond),
+            f"{side}_reject_reason": e.reject_reason.max(where=cond),
+            f"{side}_has_flags": e.has_flags.any(where=cond),
+        }
+    return e.group_by(["a", "ap", "b", "bp", "proto"]).aggregate(**sides)
 
 
 def connections(t: ir.Table) -> ir.Table:
@@ -118,17 +135,7 @@ def connections(t: ir.Table) -> ir.Table:
 def connections_from(r: ir.Table) -> ir.Table:
     """One row per connection from normalised records (:func:`records`)."""
     r = r.filter([r.status == "OK", r.src.notnull(), r.dst.notnull()])
-    d = directions(r)
-    x = d.filter(d.from_a).rename(lambda c: c if c in ("a", "ap", "b", "bp", "proto")
-                                  else f"x_{c}")
-    y = d.filter(~d.from_a).rename(lambda c: c if c in ("a", "ap", "b", "bp", "proto")
-                                   else f"y_{c}")
-    j = x.outer_join(y, ["a", "ap", "b", "bp", "proto"])
-    j = j.select(
-        a=ibis.coalesce(j.a, j.a_right), ap=ibis.coalesce(j.ap, j.ap_right),
-        b=ibis.coalesce(j.b, j.b_right), bp=ibis.coalesce(j.bp, j.bp_right),
-        proto=ibis.coalesce(j.proto, j.proto_right),
-        **{c: j[c] for c in j.columns if c.startswith(("x_", "y_"))})
+    j = directions(r)
     xf = j.x_flags.fill_null(0)
     yf = j.y_flags.fill_null(0)
     x_syn = ((xf & SYN) != 0) & ((xf & ACK_BIT) == 0)
