@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowscope.errors import FlowscopeError
-from flowscope.flowlogs import aws_text, connections
+from flowscope.flowlogs import aws_text, cloud_json, connections
 from flowscope.flowlogs import fields as f
 
-SUFFIXES = (".log", ".log.gz", ".txt", ".txt.gz", ".gz")
+SUFFIXES = (".log", ".txt", ".json", ".jsonl", ".gz")
 FLAG_NAMES = ((connections.SYN_ACK, "SYN-ACK"), (connections.SYN, "SYN"), (connections.FIN, "FIN"),
               (connections.RST, "RST"))
 
@@ -138,8 +138,19 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> 
     seen: set[str] = set()
     con = ibis.duckdb.connect()
     tables: list[ir.Table] = []
+    clouds: set[str] = set()
     for index, path in enumerate(expand(paths)):
         try:
+            kind = _json_kind(path)
+            if kind:
+                result.files += 1
+                clouds.add(kind)
+                data = _read_all(path)
+                read = cloud_json.gcp_records if kind == "gcp" else cloud_json.azure_records
+                table = read(data, path, result.problems)
+                if table.num_rows:
+                    tables.append(ibis.memtable(table))
+                continue
             if path == "-":
                 log, parts = aws_text.read(_stdin(), log_format)
                 batches = list(parts)
@@ -164,7 +175,13 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> 
             continue
         seen |= set(names)
         tables.append(connections.records(t))
-    result.capabilities = capabilities(seen)
+    result.capabilities = capabilities(seen) if seen else []
+    if "gcp" in clouds:
+        result.capabilities.append("GCP: no TCP flags (no handshake verdicts) and no records "
+                                   "of denied traffic")
+    if "azure" in clouds:
+        result.capabilities.append("Azure: no TCP flags (no handshake verdicts); denials come "
+                                   "from the D state/decision")
     if not tables:
         raise FlowscopeError("no flow-log records found" + (
             f" ({result.problems[0]})" if result.problems else ""))
@@ -176,6 +193,31 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> 
     out = connections.connections_from(records).to_pyarrow()
     result.table = _finish(out)
     return result
+
+
+def _json_kind(path: str) -> str | None:
+    if path == "-":
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        fh.seek(0)
+        if head == b"\x1f\x8b":
+            import gzip
+
+            head = gzip.GzipFile(fileobj=fh).read(8192)
+        else:
+            head = fh.read(8192)
+    return cloud_json.sniff(head)
+
+
+def _read_all(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data[:2] == b"\x1f\x8b":
+        import gzip
+
+        data = gzip.decompress(data)
+    return data
 
 
 def _stdin():  # type: ignore[no-untyped-def]
