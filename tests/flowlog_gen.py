@@ -15,7 +15,7 @@ WINDOW = 60
 FIELDS = ("version", "account-id", "interface-id", "srcaddr", "dstaddr", "srcport", "dstport",
           "protocol", "packets", "bytes", "start", "end", "action", "log-status", "tcp-flags",
           "pkt-srcaddr", "pkt-dstaddr", "flow-direction")
-T0 = 1_763_000_000  # seconds, a window boundary
+T0 = 1_763_000_040  # seconds, a minute boundary (T0 % 60 == 0)
 
 FIN, SYN, RST, ACK = 1, 2, 4, 16
 

@@ -109,3 +109,26 @@ def test_gcp_and_azure_samples() -> None:
     ssh = next(r for r in azure.table.to_pylist() if r["resp_p"] == 22 and r["proto"] == "tcp"
                and r["orig_h"] == "101.33.218.153")
     assert (ssh["verdict"], ssh["action"]) == ("denied", "REJECT")
+
+
+def test_interval_timeline_with_coverage_gaps(tmp_path: Path) -> None:
+    """Failures counted per minute by connection start; a SKIPDATA window is a gap (null),
+    never zero failures; NODATA is coverage 'nodata' (no traffic)."""
+    conns = gen.scenarios()
+    recs = gen.records(conns)
+    skip = (f"5 123456789012 eni-0abc - - - - - - - {gen.T0 + 600} {gen.T0 + 659} - SKIPDATA "
+            "- - - -")
+    nodata = (f"5 123456789012 eni-0abc - - - - - - - {gen.T0 + 720} {gen.T0 + 779} - NODATA "
+              "- - - -")
+    path = tmp_path / "flows.log"
+    path.write_text(gen.text(recs, extra=[skip, nodata]))
+    out = subprocess.run([sys.executable, "-m", "flowscope", "flowlogs", "analyze", str(path),
+                          "--interval", "1m", "-f", "jsonl"], capture_output=True, text=True,
+                         check=True)
+    series = {r["interval_start"] - gen.T0: r for r in map(json.loads, out.stdout.splitlines())}
+    assert series[0]["failures"] == {"unanswered": 2, "refused": 1, "reset_by_orig": 1,
+                                     "reset_by_resp": 1, "denied": 1}
+    assert series[0]["connections"] == 11 and series[60]["connections"] == 1
+    assert (series[600]["coverage"], series[600]["failures"]) == ("skipdata", None)
+    assert (series[720]["coverage"], series[720]["failures"]) == ("nodata", {})
+    assert series[300]["coverage"] == "ok" and series[300]["failures"] == {}

@@ -298,6 +298,9 @@ def flowlogs_analyze(
                                  "...' [default: the version 2 default format]")] = None,
         problems: Annotated[bool, typer.Option("--problems",
                                                help="only failing connections")] = False,
+        interval: Annotated[str | None, typer.Option(
+            "--interval", help="a failure timeline per interval (e.g. 1m, 10m) instead of "
+                               "connections; SKIPDATA intervals are gaps, not zeros")] = None,
         sql: Annotated[str | None, typer.Option(
             "--sql", help="print the analysis as SQL for DIALECT (athena, trino, spark, "
                           "bigquery, duckdb ...) over a table flow_logs, and exit")] = None,
@@ -330,6 +333,15 @@ def flowlogs_analyze(
     table = result.table
     if problems:
         table = table.filter(table["problem"])
+    if interval:
+        try:
+            series = fa.timeline(result, max(1, _duration_ns(interval) // 1_000_000_000))
+        except FlowscopeError as e:
+            _fail(e)
+        from flowscope.sinks.files import write_table
+
+        write_table(series, "jsonl" if format is FlowFormat.table else format.value, output)
+        return
     if format is FlowFormat.table:
         from flowscope.sinks.text import print_flow_connections
 

@@ -34,6 +34,7 @@ class Analysis:
     files: int = 0
     records: int = 0
     coverage_gaps: int = 0  # SKIPDATA records: intervals whose records were lost
+    gaps: pa.Table | None = None  # start, end, status of the SKIPDATA/NODATA records
 
 
 def expand(paths: Iterable[str]) -> list[str]:
@@ -80,6 +81,7 @@ def capabilities(fields_seen: set[str]) -> list[str]:
     return notes
 
 
+MAX_INTERVALS = 100_000
 DUCKDB_TYPES = {"int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR"}
 
 
@@ -189,6 +191,8 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> 
     counts = records.aggregate(n=records.count(), gaps=(records.status == f.STATUS_SKIPDATA)
                                .sum()).to_pyarrow().to_pylist()[0]
     result.records = int(counts["n"])
+    result.gaps = records.filter(records.status != "OK").select("start", "end", "status") \
+        .to_pyarrow()
     result.coverage_gaps = int(counts["gaps"] or 0)
     out = connections.connections_from(records).to_pyarrow()
     result.table = _finish(out)
@@ -256,3 +260,52 @@ def to_sql(dialect: str) -> str:
         raise FlowscopeError(f"cannot write SQL for {dialect!r}: {e}") from None
     finally:
         connections.PORTABLE["enabled"] = False
+
+
+def timeline(result: Analysis, interval_s: int) -> pa.Table:
+    """Per interval: connections started, failures by verdict, and coverage.  An interval that
+    a SKIPDATA record overlaps had records lost: its failures are null (unknown), never 0.
+    NODATA means the ENI saw no traffic (coverage 'nodata', failures stay countable)."""
+    t = result.table
+    starts = [v for v in t["first_ts"].to_pylist() if v is not None]
+    gaps = result.gaps.to_pylist() if result.gaps is not None else []
+    edges = starts + [g["start"] for g in gaps if g["start"] is not None]
+    if not edges:
+        return pa.table({"interval_start": pa.array([], pa.int64())})
+    origin = min(edges) // interval_s * interval_s
+    last = max(edges + [v for v in t["last_ts"].to_pylist() if v is not None]
+               + [g["end"] for g in gaps if g["end"] is not None])
+    n = (last - origin) // interval_s + 1
+    if n > MAX_INTERVALS:
+        raise FlowscopeError(f"the logs span {last - origin:,} s: {n:,} intervals of "
+                             f"{interval_s} s; choose a longer --interval")
+    new = np.zeros(n, np.int64)
+    failures: list[dict[str, int]] = [{} for _ in range(n)]
+    for first, verdict, problem in zip(t["first_ts"].to_pylist(), t["verdict"].to_pylist(),
+                                       t["problem"].to_pylist(), strict=True):
+        if first is None:
+            continue
+        b = (first - origin) // interval_s
+        new[b] += 1
+        if problem:
+            failures[b][verdict] = failures[b].get(verdict, 0) + 1
+    coverage = ["ok"] * n
+    for g in gaps:
+        if g["start"] is None:
+            continue
+        lo = (g["start"] - origin) // interval_s
+        hi = ((g["end"] if g["end"] is not None else g["start"]) - origin) // interval_s
+        for b in range(max(lo, 0), min(hi, n - 1) + 1):
+            if g["status"] == f.STATUS_SKIPDATA:
+                coverage[b] = "skipdata"
+            elif coverage[b] == "ok":
+                coverage[b] = "nodata"
+    return pa.table({
+        "interval_start": pa.array(origin + np.arange(n) * interval_s, pa.int64()),
+        "interval": pa.array(np.full(n, interval_s), pa.int64()),
+        "connections": pa.array(new),
+        "failures": pa.array([None if c == "skipdata" else list(fl.items())
+                              for fl, c in zip(failures, coverage, strict=True)],
+                             pa.map_(pa.string(), pa.int64())),
+        "coverage": pa.array(coverage, pa.string()),
+    })

@@ -18,8 +18,12 @@ def _json_value(v: object) -> object:
 
 
 def write_jsonl(table: pa.Table, out: TextIO) -> None:
+    maps = {f.name for f in table.schema if pa.types.is_map(f.type)}  # JSON objects
     lines = []
     for row in table.to_pylist():
+        for name in maps:
+            if row[name] is not None:
+                row[name] = dict(row[name])
         lines.append(json.dumps({k: _json_value(v) for k, v in row.items()},
                                 separators=(",", ":")))
     if lines:
