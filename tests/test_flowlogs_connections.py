@@ -132,3 +132,23 @@ def test_interval_timeline_with_coverage_gaps(tmp_path: Path) -> None:
     assert (series[600]["coverage"], series[600]["failures"]) == ("skipdata", None)
     assert (series[720]["coverage"], series[720]["failures"]) == ("nodata", {})
     assert series[300]["coverage"] == "ok" and series[300]["failures"] == {}
+
+
+@pytest.mark.parametrize("shape", ["filter-log-events", "json-lines"])
+def test_cloudwatch_exports(tmp_path: Path, shape: str) -> None:
+    recs = gen.records(gen.scenarios())
+    fields = gen.FIELDS
+    events = [{"logStreamName": "eni-0abc-all", "timestamp": 0,
+               "message": " ".join(str(r[f]) for f in fields)} for r in recs]
+    path = tmp_path / "cw.json"
+    if shape == "filter-log-events":
+        path.write_text(json.dumps({"events": events, "searchedLogStreams": []}))
+    else:
+        path.write_text("\n".join(json.dumps(e) for e in events))
+    log_format = " ".join("${" + f + "}" for f in fields)
+    out = subprocess.run([sys.executable, "-m", "flowscope", "flowlogs", "analyze", str(path),
+                          "--log-format", log_format, "-f", "jsonl"], capture_output=True,
+                         text=True, check=True)
+    got = {(r["orig_h"], r["orig_p"]): r["verdict"] for r in map(json.loads,
+                                                                  out.stdout.splitlines())}
+    assert got == {c.client: c.expected for c in gen.scenarios()}

@@ -144,6 +144,20 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> 
     for index, path in enumerate(expand(paths)):
         try:
             kind = _json_kind(path)
+            if kind == "cloudwatch":
+                import io
+
+                text = cloud_json.cloudwatch_messages(_read_all(path))
+                log, parts = aws_text.read(io.BufferedReader(io.BytesIO(text)), log_format)
+                log.name = path
+                batches = list(parts)
+                result.files += 1
+                result.problems += [p.replace("<stdin>", path) for p in log.problems]
+                if batches:
+                    seen |= set(log.fields)
+                    tables.append(connections.records(
+                        ibis.memtable(pa.Table.from_batches(batches))))
+                continue
             if kind:
                 result.files += 1
                 clouds.add(kind)

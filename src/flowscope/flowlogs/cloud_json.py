@@ -9,6 +9,8 @@ Output columns are those of :func:`flowscope.flowlogs.connections.records` (``st
   protocol}, ``bytes_sent``, ``packets_sent``, ``start_time``/``end_time`` (RFC 3339),
   ``reporter`` (SRC/DEST: both ends may report the same direction, merged like two ENIs).
   GCP logs no denials and no TCP flags.
+- CloudWatch Logs exports (JSON lines with ``message``, ``aws logs filter-log-events``
+  output): the messages are AWS text records, read by :mod:`flowscope.flowlogs.aws_text`.
 - Azure (learn.microsoft.com, "VNet flow logs" v4 / "NSG flow logs" v2): ``records`` (or one
   record per line) holding flow tuples ``"ts,src,dst,sport,dport,proto,dir,..."``; each tuple
   carries both directions' packets and bytes, so it becomes two records.  v4: ts in ms, proto
@@ -38,6 +40,8 @@ def sniff(head: bytes) -> str | None:
         return None
     if b"flowTuples" in head or b"flowRecords" in head or b'"records"' in head:
         return "azure"
+    if b'"message"' in head:
+        return "cloudwatch"
     if b"jsonPayload" in head or b'"connection"' in head:
         return "gcp"
     return None
@@ -129,3 +133,15 @@ def azure_records(data: bytes, name: str, problems: list[str]) -> pa.Table:
             except (ValueError, IndexError) as e:
                 problems.append(f"{name}: flow tuple {k} {text!r}: {e}")
     return pa.Table.from_pylist(rows, schema=pa.schema(COLUMNS))
+
+
+def cloudwatch_messages(data: bytes) -> bytes:
+    """CloudWatch Logs exports: JSON lines with ``message`` (subscription/export), or the
+    output of ``aws logs filter-log-events`` (``{"events": [{"message": ...}, ...]}``): the
+    flow-log text lines, without header (the format comes from --log-format)."""
+    lines: list[str] = []
+    for doc in _documents(data):
+        events = doc.get("events", doc.get("logEvents", [doc])) if isinstance(doc, dict) else []
+        lines += [e["message"].strip() for e in events
+                  if isinstance(e, dict) and isinstance(e.get("message"), str)]
+    return ("\n".join(lines) + "\n").encode()
