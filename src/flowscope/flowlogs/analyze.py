@@ -21,7 +21,7 @@ from flowscope.errors import FlowscopeError
 from flowscope.flowlogs import aws_text, cloud_json, connections
 from flowscope.flowlogs import fields as f
 
-SUFFIXES = (".log", ".txt", ".json", ".jsonl", ".gz")
+SUFFIXES = (".log", ".txt", ".json", ".jsonl", ".gz", ".parquet")
 FLAG_NAMES = ((connections.SYN_ACK, "SYN-ACK"), (connections.SYN, "SYN"), (connections.FIN, "FIN"),
               (connections.RST, "RST"))
 
@@ -143,6 +143,14 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> 
     clouds: set[str] = set()
     for index, path in enumerate(expand(paths)):
         try:
+            if path.endswith(".parquet"):
+                # AWS Parquet flow logs: the fields with '_' for '-', typed by the schema
+                t = con.read_parquet(path)
+                t = t.rename({f.column(c): c for c in t.columns if "-" in c})
+                result.files += 1
+                seen |= {c.replace("_", "-") for c in t.columns}
+                tables.append(connections.records(t))
+                continue
             kind = _json_kind(path)
             if kind == "cloudwatch":
                 import io
