@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 
 from flowscope.analyse import copies
-from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, mix, mix_bytes
+from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, insert, mix, mix_bytes
 from flowscope.analyse.qp import EV_COPY, EV_NEW, EV_RETRANS
 from flowscope.decode import roce
 
@@ -63,7 +63,7 @@ CONN_STATE = np.dtype([
     ("pkts", np.int64, (2,)), ("payload", np.int64, (2,)), ("ip_bytes", np.int64, (2,)),
     ("sliced", np.int64), ("cut", np.int64), ("truncated_t", np.int64),
     ("mirror_gaps_seen", np.int64),  # GRE gaps of the mirror stream during the connection
-    ("mirror_gaps_first", np.int64), ("mirror_gaps_last", np.int64),
+    ("mirror_gaps_last", np.int64),
     # Zeek endpoints
     ("state", np.uint8, (2,)), ("prev_state", np.uint8, (2,)),
     ("start_seq", np.int64, (2,)), ("last_seq", np.int64, (2,)),  # 64-bit unwrapped, absolute
@@ -80,7 +80,7 @@ CONN_STATE = np.dtype([
     ("ws_base", np.int64, (2,)), ("ws_base_set", np.uint8, (2,)),
     ("ws_nextseq", np.int64, (2,)), ("ws_nextseq_ts", np.int64, (2,)),
     ("ws_lastack", np.int64, (2,)), ("ws_lastack_ts", np.int64, (2,)),
-    ("ws_window", np.int64, (2,)), ("ws_window_set", np.uint8, (2,)),
+    ("ws_window", np.int64, (2,)),
     ("ws_dupacknum", np.int64, (2,)), ("ws_segflags", np.uint8, (2,)),
     ("ws_maxseq", np.int64, (2,)),  # maxseqtobeacked
     ("ws_first_rtt", np.int64), ("ws_mru_syn", np.int64),
@@ -218,7 +218,6 @@ def _new_conn(st, r, kind, now):  # pragma: no cover - compiled
     st.port[0] = sp if src_is_orig else dp
     st.port[1] = dp if src_is_orig else sp
     st.first_ts = now
-    st.mirror_gaps_first = r.mirror_gaps
     st.mirror_gaps_last = r.mirror_gaps
     for d in range(2):
         st.rxmt_thr[d] = 1
@@ -327,6 +326,13 @@ def _swap(a):  # pragma: no cover - compiled
     a[1] = t
 
 
+@nb.njit(inline="always", cache=True)
+def _close(st, side, state):  # pragma: no cover - compiled
+    """FIN or RST: the endpoint's new state, and Zeek's did_close (ConnectionClosed)."""
+    _set_state(st, side, state)
+    st.did_close[side] = 1
+
+
 @nb.njit(cache=True)
 def _flip(st):  # pragma: no cover - compiled
     """Zeek Connection::FlipRoles: swap originator and responder; history gets '^'."""
@@ -363,7 +369,6 @@ def _flip(st):  # pragma: no cover - compiled
     _swap(st.ws_lastack)
     _swap(st.ws_lastack_ts)
     _swap(st.ws_window)
-    _swap(st.ws_window_set)
     _swap(st.ws_dupacknum)
     _swap(st.ws_segflags)
     _swap(st.ws_maxseq)
@@ -404,11 +409,9 @@ def _state_machine(st, side, flags, length, base_seq, delta_last):  # pragma: no
                     _set_state(st, peer, ESTABLISHED)
                 _set_state(st, side, ESTABLISHED)
         if fin:
-            _set_state(st, side, CLOSED)
-            st.did_close[side] = 1
+            _close(st, side, CLOSED)
         if rst:
-            _set_state(st, side, RESET)
-            st.did_close[side] = 1
+            _close(st, side, RESET)
         if st.state[side] == INACTIVE:
             if side == 1 and length == 0 and st.state[0] == SYN_SENT:
                 pass  # an ACK before the SYN-ACK: not a partial connection
@@ -418,22 +421,18 @@ def _state_machine(st, side, flags, length, base_seq, delta_last):  # pragma: no
                 _set_state(st, side, PARTIAL)
     elif state == SYN_SENT or state == SYN_ACK_SENT:
         if fin:
-            _set_state(st, side, CLOSED)
-            st.did_close[side] = 1
+            _close(st, side, CLOSED)
         if rst:
-            _set_state(st, side, RESET)
-            st.did_close[side] = 1
+            _close(st, side, RESET)
     elif state == ESTABLISHED or state == PARTIAL:
         if syn and state == PARTIAL and st.state[peer] == INACTIVE and not ack:
             _set_state(st, side, SYN_SENT)
         if fin and not rst:
-            _set_state(st, side, CLOSED)
-            st.did_close[side] = 1
+            _close(st, side, CLOSED)
             if st.state[peer] == RESET and st.prev_state[peer] == CLOSED:
                 _set_state(st, peer, CLOSED)  # the peer's FIN then RST: normal termination
         if rst:
-            _set_state(st, side, RESET)
-            st.did_close[side] = 1
+            _close(st, side, RESET)
     elif state == CLOSED:
         if rst and st.state[peer] != CLOSED:
             _set_state(st, side, RESET)
@@ -689,12 +688,7 @@ def track(rows, slots, hashes, state, used, events, retired, n_retired):  # prag
             _new_conn(state[j], r, kind, now)
             events[i] |= EV_NEW
         elif j < 0:
-            slot = -j - 2
-            j = used[0]
-            used[0] += 1
-            slots[slot] = j
-            hashes[j, 0] = h1
-            hashes[j, 1] = h2
+            j = insert(slots, hashes, used, j, h1, h2)
             _new_conn(state[j], r, kind, now)
             events[i] |= EV_NEW
         st = state[j]

@@ -50,6 +50,18 @@ def find(slots, hashes, h1, h2):  # pragma: no cover - compiled
         i = (i + 1) & mask
 
 
+@nb.njit(inline="always", cache=True)
+def insert(slots, hashes, used, miss, h1, h2):  # pragma: no cover - compiled
+    """Add flow (h1, h2) where :func:`find` missed (``miss`` = its negative answer); the new
+    row's index.  The caller keeps room (FlowStore.reserve) and initialises the row."""
+    j = used[0]
+    used[0] += 1
+    slots[-miss - 2] = j
+    hashes[j, 0] = h1
+    hashes[j, 1] = h2
+    return j
+
+
 @nb.njit(cache=True)
 def rebuild(slots, hashes, n):  # pragma: no cover - compiled
     """Re-insert rows 0..n-1 after a compaction or a resize."""

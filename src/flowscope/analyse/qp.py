@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 
 from flowscope.analyse import copies
-from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, mix, mix_bytes
+from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, insert, mix, mix_bytes
 from flowscope.decode import roce
 
 PSN_HALF = roce.PSN_MOD // 2
@@ -85,12 +85,7 @@ def _flow(r, slots, hashes, state, used):  # pragma: no cover - compiled
     j = find(slots, hashes, h1, h2)
     if j >= 0:
         return j, False
-    slot = -j - 2
-    j = used[0]
-    used[0] += 1
-    slots[slot] = j
-    hashes[j, 0] = h1
-    hashes[j, 1] = h2
+    j = insert(slots, hashes, used, j, h1, h2)
     st = state[j]
     st.key[0] = h1
     st.key[1] = h2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flowscope import schema
 from flowscope.analyse.qp import EV_CE, EV_CNP, EV_COPY, EV_NAK, EV_NEW, EV_RETRANS
@@ -55,14 +56,16 @@ class Timeline:
         n = self.packets.shape[0]
         failures: list[dict[str, int]] = [{} for _ in range(n)]
         if n and sessions.num_rows:
-            problem = sessions.column("problem").to_numpy(zero_copy_only=False)
-            ts = (sessions.column("ts").to_numpy()[problem] * 1e9).astype(np.int64)
-            state = sessions.column("conn_state").to_pylist()
-            verdict = sessions.column("verdict").to_pylist()
-            labels = [s if s is not None else v
-                      for s, v, p in zip(state, verdict, problem, strict=True) if p]
-            for b, label in zip(np.clip(self._bins(ts), 0, n - 1).tolist(), labels, strict=True):
-                failures[b][label] = failures[b].get(label, 0) + 1
+            failed = sessions.filter(sessions.column("problem"))
+            ts = (failed.column("ts").to_numpy() * 1e9).astype(np.int64)
+            counted = pa.table({
+                "bin": pa.array(np.clip(self._bins(ts), 0, n - 1)),
+                # the Zeek state where there is one (TCP), else the verdict (RoCE)
+                "label": pc.coalesce(failed.column("conn_state"), failed.column("verdict")),
+            }).group_by(["bin", "label"]).aggregate([("label", "count")])
+            for b, label, count in zip(*(counted[c].to_pylist() for c in counted.column_names),
+                                       strict=True):
+                failures[b][label] = count  # one step per (interval, label)
         start = (self.origin or 0) + np.arange(n) * self.interval
         return pa.table({
             "interval_start": pa.array(start / 1e9, pa.float64()),

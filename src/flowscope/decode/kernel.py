@@ -59,8 +59,6 @@ def _init_row(r) -> None:  # pragma: no cover - compiled
     for k in range(16):
         r.outer_src[k] = 0
         r.outer_dst[k] = 0
-        r.src[k] = 0
-        r.dst[k] = 0
     for k in range(c.MAX_LAYERS):
         r.encap[k] = 0
     r.gre_seq = -1
@@ -86,26 +84,7 @@ def _init_row(r) -> None:  # pragma: no cover - compiled
     r.gcp_network_id = -1
     r.gcp_direction = -1
     r.vlan = -1
-    r.ipver = 0
-    r.proto = -1
-    r.ecn = -1
-    r.l3_off = -1
-    r.l4_off = -1
-    r.sport = -1
-    r.dport = -1
-    r.tcp_flags = -1
-    r.tcp_seq = -1
-    r.tcp_ack = -1
-    r.tcp_window = -1
-    r.payload_len = -1
-    r.ip_id = -1
-    r.icmp_type = -1
-    r.icmp_code = -1
-    r.bth_opcode = -1
-    r.bth_flags = 0
-    r.bth_qp = -1
-    r.bth_psn = -1
-    r.aeth_syndrome = -1
+    _clear_inner(r)
     r.inner_off = -1
     r.inner_link = 0
     r.inner_caplen = -1
