@@ -165,3 +165,26 @@ def test_aws_parquet(tmp_path: Path) -> None:
     got = {(r["orig_h"], r["orig_p"]): r["verdict"]
            for r in analyze([str(tmp_path)]).table.to_pylist()}
     assert got == {c.client: c.expected for c in gen.scenarios()}
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowscope", "flowlogs", "analyze", *args],
+                          capture_output=True, text=True, input=stdin)
+
+
+def test_table_problems_stdin_and_no_input(tmp_path: Path) -> None:
+    text = gen.text(gen.records(gen.scenarios()))
+    path = tmp_path / "flows.log"
+    path.write_text(text)
+    failing = sum(1 for c in gen.scenarios() if c.expected in (
+        "unanswered", "refused", "reset_by_orig", "reset_by_resp", "denied"))
+    table = _cli(str(path)).stdout.splitlines()
+    assert table[0].split()[:2] == ["verdict", "proto"]
+    assert table[-1] == f"{len(gen.scenarios())} connections, {failing} failing"
+    only = [json.loads(x) for x in _cli(str(path), "--problems", "-f", "jsonl").stdout.splitlines()]
+    assert len(only) == failing and all(r["problem"] for r in only)
+    piped = [json.loads(x) for x in _cli("-", "-f", "jsonl", stdin=text).stdout.splitlines()]
+    filed = [json.loads(x) for x in _cli(str(path), "-f", "jsonl").stdout.splitlines()]
+    assert piped == filed
+    out = _cli()
+    assert out.returncode == 1 and "give flow-log files" in out.stderr

@@ -146,3 +146,25 @@ def test_tcp_mirror_copies_count_once(tmp_path: Path) -> None:
             "out_of_order", "dup_acks", "zero_window", "orig_bytes", "resp_bytes")
     assert [{k: r[k] for k in same} for r in two] == [{k: r[k] for k in same} for r in one]
     assert sum(r["mirror_copies"] for r in two) == len(records)
+
+
+def test_table_view_and_limit(cases: Path) -> None:
+    rows = jsonl(str(cases))
+    out = flowscope(str(cases), "--limit", "2").stdout.splitlines()
+    assert out[0].split()[:4] == ["verdict", "proto", "originator", "responder"]
+    assert out[1].split()[0] == rows[0]["verdict"]  # problems first, as in jsonl
+    assert out[-1] == (f"{len(rows)} sessions, {sum(r['problem'] for r in rows)} with problems, "
+                       "first 2 shown")
+
+
+def test_mirror_session_icmp_and_unreachable() -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "captures"
+    if not shared.exists():
+        pytest.skip("../shared/captures not present")
+    rows = jsonl(str(shared / "zeek__tunnels_gre-sample.pcap"))
+    icmp = {(r["orig_p"], r["resp_p"]): r for r in rows if r["proto"] == "icmp"}
+    assert icmp[(3, 3)]["verdict"] == "unreachable" and icmp[(8, 0)]["verdict"] == "ok"
+    assert {r["mirror_session"] for r in rows} == {None}  # plain GRE: no session id
+    vxlan = [r for r in jsonl(str(shared / "zeek__tunnels_vxlan-encapsulated-http.pcap"))
+             if r["proto"] == "tcp"]
+    assert [r["mirror_session"] for r in vxlan] == [1]  # the VNI
