@@ -188,3 +188,41 @@ def test_table_problems_stdin_and_no_input(tmp_path: Path) -> None:
     assert piped == filed
     out = _cli()
     assert out.returncode == 1 and "give flow-log files" in out.stderr
+
+
+def test_interval_timeline_by_port_and_strict(tmp_path: Path) -> None:
+    """--by port: one series per responder port; intervals without connections keep one
+    row (null key) carrying their coverage.  --strict stops at a bad line."""
+    skip = (f"5 123456789012 eni-0abc - - - - - - - {gen.T0 + 600} {gen.T0 + 659} - SKIPDATA "
+            "- - - -")
+    path = tmp_path / "flows.log"
+    path.write_text(gen.text(gen.records(gen.scenarios()), extra=[skip]))
+    out = subprocess.run([sys.executable, "-m", "flowscope", "flowlogs", "analyze", str(path),
+                          "--interval", "1m", "--by", "port", "-f", "jsonl"],
+                         capture_output=True, text=True, check=True)
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    first = {r["port"]: (r["connections"], r["failures"]) for r in rows
+             if r["interval_start"] == gen.T0}
+    assert first == {443: (7, {"unanswered": 1, "reset_by_orig": 1, "reset_by_resp": 1}),
+                     5432: (1, {"refused": 1}), 22: (1, {"denied": 1}),
+                     53: (2, {"unanswered": 1})}
+    second = [(r["port"], r["connections"]) for r in rows if r["interval_start"] == gen.T0 + 60]
+    assert second == [(443, 1)]
+    quiet = {r["interval_start"] - gen.T0: r for r in rows if r["port"] is None}
+    assert sorted(quiet) == [120, 180, 240, 300, 360, 420, 480, 540, 600]
+    assert (quiet[600]["coverage"], quiet[600]["failures"]) == ("skipdata", None)
+    assert (quiet[300]["connections"], quiet[300]["failures"]) == (0, {})
+
+    bad = tmp_path / "bad.log"
+    bad.write_text(gen.text(gen.records(gen.scenarios()), extra=["2 bad line", "3 worse"]))
+    args = [sys.executable, "-m", "flowscope", "flowlogs", "analyze", str(bad), "-f", "jsonl"]
+    loose = subprocess.run(args, capture_output=True, text=True)
+    assert loose.returncode == 0 and loose.stdout
+    strict = subprocess.run([*args, "--strict"], capture_output=True, text=True)
+    n = len(gen.records(gen.scenarios()))
+    assert strict.returncode == 1 and not strict.stdout
+    assert f"{bad}:{n + 2}: 3 fields where the format has 18 (and 1 more); --strict stops" \
+        in strict.stderr
+    assert "Traceback" not in strict.stderr
+    no_interval = subprocess.run([*args, "--by", "eni"], capture_output=True, text=True)
+    assert no_interval.returncode == 1 and "--by needs --interval" in no_interval.stderr

@@ -287,6 +287,12 @@ class FlowFormat(StrEnum):
     parquet = "parquet"
 
 
+class TimelineBy(StrEnum):
+    peer = "peer"
+    port = "port"
+    eni = "eni"
+
+
 @flowlogs_app.command("analyze")
 def flowlogs_analyze(
         paths: Annotated[list[str] | None, typer.Argument(
@@ -301,6 +307,12 @@ def flowlogs_analyze(
         interval: Annotated[str | None, typer.Option(
             "--interval", help="a failure timeline per interval (e.g. 1m, 10m) instead of "
                                "connections; SKIPDATA intervals are gaps, not zeros")] = None,
+        by: Annotated[TimelineBy | None, typer.Option(
+            "--by", help="with --interval: one series per responder address (peer), "
+                         "responder port (port) or interface (eni)")] = None,
+        strict: Annotated[bool, typer.Option(
+            "--strict", help="stop at the first bad line instead of reporting and "
+                             "skipping it")] = False,
         sql: Annotated[str | None, typer.Option(
             "--sql", help="print the analysis as SQL for DIALECT (athena, trino, spark, "
                           "bigquery, duckdb ...) over a table flow_logs, and exit")] = None,
@@ -316,7 +328,9 @@ def flowlogs_analyze(
         if not paths:
             raise FlowscopeError("give flow-log files or folders (or - for stdin)")
         fmt = parse_format(log_format) if log_format else None
-        result = fa.analyze(paths, fmt)
+        if by and not interval:
+            raise FlowscopeError("--by needs --interval (e.g. --interval 1m --by peer)")
+        result = fa.analyze(paths, fmt, strict)
     except ValueError as e:
         _fail(FlowscopeError(str(e)))
     except FlowscopeError as e:
@@ -335,7 +349,8 @@ def flowlogs_analyze(
         table = table.filter(table["problem"])
     if interval:
         try:
-            series = fa.timeline(result, max(1, _duration_ns(interval) // 1_000_000_000))
+            series = fa.timeline(result, max(1, _duration_ns(interval) // 1_000_000_000),
+                                 by.value if by else None)
         except FlowscopeError as e:
             _fail(e)
         from flowscope.sinks.files import write_table

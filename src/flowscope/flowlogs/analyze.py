@@ -133,9 +133,11 @@ def _read_native(con, path: str, index: int, header: bool,  # type: ignore[no-un
     return t.rename({f.column(n): n for n in used})
 
 
-def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> Analysis:
+def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
+            strict: bool = False) -> Analysis:
     """Flow-log files -> connections.  Files are parsed by DuckDB where it can read them
-    (paths), by the streaming Arrow reader otherwise (stdin)."""
+    (paths), by the streaming Arrow reader otherwise (stdin).  Bad lines are reported and
+    skipped; ``strict``: the first file with any stops the analysis."""
     result = Analysis(pa.table({}))
     seen: set[str] = set()
     con = ibis.duckdb.connect()
@@ -199,6 +201,10 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None) -> 
             continue
         seen |= set(names)
         tables.append(connections.records(t))
+    if strict and result.problems:
+        more = len(result.problems) - 1
+        raise FlowscopeError(f"{result.problems[0]}" + (f" (and {more} more)" if more else "")
+                             + "; --strict stops at bad input")
     result.capabilities = capabilities(seen) if seen else []
     if "gcp" in clouds:
         result.capabilities.append("GCP: no TCP flags (no handshake verdicts) and no records "
@@ -284,10 +290,17 @@ def to_sql(dialect: str) -> str:
         connections.PORTABLE["enabled"] = False
 
 
-def timeline(result: Analysis, interval_s: int) -> pa.Table:
+BY = {"peer": "resp_h", "port": "resp_p", "eni": "interface_id"}
+
+
+def timeline(result: Analysis, interval_s: int, by: str | None = None) -> pa.Table:
     """Per interval: connections started, failures by verdict, and coverage.  An interval that
     a SKIPDATA record overlaps had records lost: its failures are null (unknown), never 0.
-    NODATA means the ENI saw no traffic (coverage 'nodata', failures stay countable)."""
+    NODATA means the ENI saw no traffic (coverage 'nodata', failures stay countable).
+
+    ``by`` ('peer' = the responder's address, 'port' = the responder's port, 'eni'): one row
+    per interval and key that had connections; an interval with none keeps one row with a
+    null key, so coverage gaps still show."""
     known = pc.is_valid(result.table["first_ts"])
     t = result.table.filter(known)
     gaps = result.gaps.to_pylist() if result.gaps is not None else []  # few records
@@ -304,17 +317,45 @@ def timeline(result: Analysis, interval_s: int) -> pa.Table:
     if n > MAX_INTERVALS:
         raise FlowscopeError(f"the logs span {last - origin:,} s: {n:,} intervals of "
                              f"{interval_s} s; choose a longer --interval")
+    coverage = _coverage(gaps, origin, interval_s, n)
     bins = (t["first_ts"].to_numpy().astype(np.int64) - origin) // interval_s
-    new = np.bincount(bins, minlength=n).astype(np.int64)
-    # failures per (interval, verdict): one Arrow group-by, not a loop over connections
-    problem = np.asarray(t["problem"].to_numpy(zero_copy_only=False), bool)
-    counted = pa.table({"bin": pa.array(bins[problem]),
-                        "verdict": t["verdict"].filter(pa.array(problem))}) \
-        .group_by(["bin", "verdict"]).aggregate([("verdict", "count")])
-    failures: list[dict[str, int]] = [{} for _ in range(n)]
-    for b, verdict, count in zip(*(counted[c].to_pylist() for c in counted.column_names),
-                                 strict=True):
-        failures[b][verdict] = count  # one step per (interval, verdict), not per connection
+    keys = t[BY[by]].combine_chunks() if by else pa.nulls(t.num_rows, pa.string())
+    # connections and failures per (interval, key, verdict): Arrow group-bys, no Python loop
+    # over connections; the loops below run once per group
+    groups = pa.table({"bin": pa.array(bins), "key": keys, "problem": t["problem"],
+                       "verdict": t["verdict"]})
+    started = groups.group_by(["bin", "key"]).aggregate([("bin", "count")])
+    failed = groups.filter(groups["problem"]).group_by(["bin", "key", "verdict"]) \
+        .aggregate([("bin", "count")])
+    cells: dict[tuple[int, object], list] = {}
+    if by is None:  # every interval, densely (a plot's x axis)
+        cells = {(b, None): [0, {}] for b in range(n)}
+    else:  # intervals with no connection keep one row for their coverage
+        have = set(started["bin"].to_pylist())
+        cells = {(b, None): [0, {}] for b in range(n) if b not in have}
+    for b, key, count in zip(*(started[c].to_pylist() for c in ("bin", "key", "bin_count")),
+                             strict=True):
+        cells[(b, key)] = [count, {}]
+    for b, key, verdict, count in zip(*(failed[c].to_pylist() for c in
+                                        ("bin", "key", "verdict", "bin_count")), strict=True):
+        cells[(b, key)][1][verdict] = count
+    order = sorted(cells, key=lambda k: (k[0], k[1] is not None, str(k[1])))
+    columns: dict[str, pa.Array] = {
+        "interval_start": pa.array([origin + b * interval_s for b, _ in order], pa.int64()),
+        "interval": pa.array(np.full(len(order), interval_s), pa.int64())}
+    if by:
+        columns[by] = pa.array([k for _, k in order], keys.type)
+    columns |= {
+        "connections": pa.array([cells[k][0] for k in order], pa.int64()),
+        "failures": pa.array([None if coverage[k[0]] == "skipdata" else
+                              list(cells[k][1].items()) for k in order],
+                             pa.map_(pa.string(), pa.int64())),
+        "coverage": pa.array([coverage[b] for b, _ in order], pa.string())}
+    return pa.table(columns)
+
+
+def _coverage(gaps: list[dict], origin: int, interval_s: int, n: int) -> list[str]:
+    """'ok', 'skipdata' (records lost) or 'nodata' (no traffic) per interval."""
     coverage = ["ok"] * n
     for g in gaps:
         if g["start"] is None:
@@ -326,12 +367,4 @@ def timeline(result: Analysis, interval_s: int) -> pa.Table:
                 coverage[b] = "skipdata"
             elif coverage[b] == "ok":
                 coverage[b] = "nodata"
-    return pa.table({
-        "interval_start": pa.array(origin + np.arange(n) * interval_s, pa.int64()),
-        "interval": pa.array(np.full(n, interval_s), pa.int64()),
-        "connections": pa.array(new),
-        "failures": pa.array([None if c == "skipdata" else list(fl.items())
-                              for fl, c in zip(failures, coverage, strict=True)],
-                             pa.map_(pa.string(), pa.int64())),
-        "coverage": pa.array(coverage, pa.string()),
-    })
+    return coverage
