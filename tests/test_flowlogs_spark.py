@@ -22,11 +22,14 @@ if shutil.which("java") is None:
 
 
 @pytest.fixture(scope="module")
-def spark():  # type: ignore[no-untyped-def]
+def spark(tmp_path_factory):  # type: ignore[no-untyped-def]
     from pyspark.sql import SparkSession
 
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = (SparkSession.builder.master("local[1]").appName("flowscope-test")
                .config("spark.ui.enabled", "false")
+               .config("spark.sql.warehouse.dir", str(warehouse))
+               .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.shuffle.partitions", "2").getOrCreate())
     session.sparkContext.setLogLevel("ERROR")

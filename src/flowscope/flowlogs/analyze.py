@@ -38,9 +38,15 @@ class Analysis:
 
 
 def expand(paths: Iterable[str]) -> list[str]:
-    """Files as given; directories walked (the AWSLogs/... and Hive layouts alike)."""
+    """Files as given; directories walked (the AWSLogs/... and Hive layouts alike);
+    ``s3://bucket/prefix`` and a flow-log id ``fl-...`` fetched first (flowscope.aws.remote)."""
     out: list[str] = []
     for p in paths:
+        if p.startswith("s3://") or p.startswith("fl-") and not os.path.exists(p):
+            from flowscope.aws.remote import is_remote, materialize
+
+            if is_remote(p):
+                p = materialize(p)
         if p != "-" and os.path.isdir(p):
             for root, _, names in sorted(os.walk(p)):
                 out += [os.path.join(root, n) for n in sorted(names) if n.endswith(SUFFIXES)]
@@ -91,23 +97,62 @@ def _sniff(path: str, log_format: tuple[str, ...] | None) -> tuple[bool, tuple[s
     return log.header, log.fields
 
 
-def _read_native(con, path: str, index: int, header: bool,  # type: ignore[no-untyped-def]
-                 names: tuple[str, ...], result: Analysis) -> ir.Table:
+class Engine:
+    """Embedded DuckDB, driven with the SQL that Ibis compiles from the analysis.
+
+    Inputs become DuckDB tables or views; :meth:`table` describes one to Ibis as an unbound
+    table of that name, so the expressions compile to plain DuckDB SQL that runs on this
+    connection (no Ibis backend round trip: its result conversion cost a second per million
+    connections)."""
+
+    def __init__(self) -> None:
+        import duckdb
+
+        self.db = duckdb.connect()
+        self._n = 0
+
+    def name(self, kind: str) -> str:
+        self._n += 1
+        return f"{kind}_{self._n}"
+
+    def table(self, name: str) -> ir.Table:
+        schema = self.db.sql(f"SELECT * FROM {name} LIMIT 0").to_arrow_table().schema
+        return ibis.table(ibis.Schema.from_pyarrow(schema), name=name)
+
+    def arrow(self, table: pa.Table) -> ir.Table:
+        name = self.name("arrow")
+        self.db.register(name, table)
+        return self.table(name)
+
+    def parquet(self, path: str) -> ir.Table:
+        name = self.name("parquet")
+        quoted = path.replace("'", "''")
+        self.db.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet('{quoted}')")
+        return self.table(name)
+
+    def run(self, expr: ir.Table) -> pa.Table:
+        """The expression's rows, typed as Ibis says (DuckDB sums BIGINT into HUGEINT)."""
+        out = self.db.sql(str(ibis.to_sql(expr, dialect="duckdb"))).to_arrow_table()
+        return out.cast(expr.schema().to_pyarrow())
+
+
+def _read_native(con: Engine, path: str, header: bool, names: tuple[str, ...],
+                 result: Analysis) -> ir.Table:
     """DuckDB parses the file itself (parallel, compressed input, spills to disk); the lines
     it rejects come back with their numbers: re-split if only spaces were doubled, else
     reported as file:line: reason."""
     columns = {n: DUCKDB_TYPES[str(f.TYPES.get(n, pa.string()))] for n in names}
     spec = ", ".join(f"'{n}': '{t}'" for n, t in columns.items())
-    table = f"flows_{index}"
-    rejects = f"rejects_{index}"
-    db = con.con  # the DuckDB connection under Ibis: parameters for the path
+    table = con.name("flows")
+    rejects, scan = f"rejects_{table}", f"scan_{table}"
+    db = con.db
     used = [n for n in names if f.column(n) in connections.USED] or list(names[:1])
     select = ", ".join(f'"{n}"' for n in used)
     db.execute(
         f"CREATE TEMP TABLE {table} AS SELECT {select}, 0 AS _line FROM read_csv(?, delim=' ', "
         f"quote='', escape='', header={'true' if header else 'false'}, nullstr='-', "
         f"columns={{{spec}}}, store_rejects=true, rejects_table='{rejects}', "
-        f"rejects_scan='scan_{index}', strict_mode=false, auto_detect=false)", [path])
+        f"rejects_scan='{scan}', strict_mode=false, auto_detect=false)", [path])
     bad = db.execute(
         f"SELECT line, any_value(csv_line), min(error_type), min(column_name) "
         f"FROM {rejects} GROUP BY line ORDER BY line").fetchall()
@@ -129,7 +174,7 @@ def _read_native(con, path: str, index: int, header: bool,  # type: ignore[no-un
         fixed = pa.table({n: pa.array([None if r[n] == "-" else r[n] for r in repaired],
                                       pa.string()).cast(f.TYPES.get(n, pa.string()))
                           for n in used} | {"_line": pa.array([r["_line"] for r in repaired])})
-        t = t.union(ibis.memtable(fixed).cast(t.schema()))
+        t = t.union(con.arrow(fixed.cast(t.schema().to_pyarrow())))
     return t.rename({f.column(n): n for n in used})
 
 
@@ -140,14 +185,14 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
     skipped; ``strict``: the first file with any stops the analysis."""
     result = Analysis(pa.table({}))
     seen: set[str] = set()
-    con = ibis.duckdb.connect()
+    con = Engine()
     tables: list[ir.Table] = []
     clouds: set[str] = set()
-    for index, path in enumerate(expand(paths)):
+    for path in expand(paths):
         try:
             if path.endswith(".parquet"):
                 # AWS Parquet flow logs: the fields with '_' for '-', typed by the schema
-                t = con.read_parquet(path)
+                t = con.parquet(path)
                 t = t.rename({f.column(c): c for c in t.columns if "-" in c})
                 result.files += 1
                 seen |= {c.replace("_", "-") for c in t.columns}
@@ -166,7 +211,7 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
                 if batches:
                     seen |= set(log.fields)
                     tables.append(connections.records(
-                        ibis.memtable(pa.Table.from_batches(batches))))
+                        con.arrow(pa.Table.from_batches(batches))))
                 continue
             if kind:
                 result.files += 1
@@ -175,14 +220,14 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
                 read = cloud_json.gcp_records if kind == "gcp" else cloud_json.azure_records
                 table = read(data, path, result.problems)
                 if table.num_rows:
-                    tables.append(ibis.memtable(table))
+                    tables.append(con.arrow(table))
                 continue
             if path == "-":
                 log, parts = aws_text.read(_stdin(), log_format)
                 batches = list(parts)
                 header, names = log.header, log.fields
                 result.problems += log.problems
-                t = ibis.memtable(pa.Table.from_batches(batches)) if batches else None
+                t = con.arrow(pa.Table.from_batches(batches)) if batches else None
             else:
                 header, names = _sniff(path, log_format)
                 t = None
@@ -196,7 +241,7 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
                                    f"records cannot be paired into connections")
             continue
         if path != "-":
-            t = _read_native(con, path, index, header, names, result)
+            t = _read_native(con, path, header, names, result)
         if t is None:
             continue
         seen |= set(names)
@@ -216,13 +261,15 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
         raise FlowscopeError("no flow-log records found" + (
             f" ({result.problems[0]})" if result.problems else ""))
     records = tables[0].union(*tables[1:]) if len(tables) > 1 else tables[0]
-    counts = records.aggregate(n=records.count(), gaps=(records.status == f.STATUS_SKIPDATA)
-                               .sum()).to_pyarrow().to_pylist()[0]
+    counts = con.run(records.aggregate(
+        n=records.count(), gaps=(records.status == f.STATUS_SKIPDATA).sum(),
+        interfaces=records.interface_id.nunique())).to_pylist()[0]
     result.records = int(counts["n"])
-    result.gaps = records.filter(records.status != "OK").select("start", "end", "status") \
-        .to_pyarrow()
+    result.gaps = con.run(records.filter(records.status != "OK")
+                          .select("start", "end", "status"))
     result.coverage_gaps = int(counts["gaps"] or 0)
-    out = connections.connections_from(records).to_pyarrow()
+    out = con.run(connections.connections_from(records,
+                                               per_interface=counts["interfaces"] > 1))
     result.table = _finish(out)
     return result
 
@@ -259,7 +306,7 @@ def _stdin():  # type: ignore[no-untyped-def]
 
 
 def _finish(t: pa.Table) -> pa.Table:
-    """Flag names, evidence as a list, problems first then by time."""
+    """Flag names, evidence as a list (the query already put failures first)."""
     cols = {name: t[name] for name in t.column_names}
     for side in ("tcp_flags_orig", "tcp_flags_resp"):
         cols[side] = flag_names(pc.cast(t[side], pa.int64()).combine_chunks())
@@ -267,11 +314,7 @@ def _finish(t: pa.Table) -> pa.Table:
     present = ~np.asarray(evidence.is_null().to_numpy(zero_copy_only=False), bool)
     offsets = np.concatenate([[0], np.cumsum(present)]).astype(np.int32)
     cols["evidence"] = pa.ListArray.from_arrays(pa.array(offsets), evidence.drop_null())
-    out = pa.table(cols)
-    problem = out["problem"].to_numpy(zero_copy_only=False)
-    first = out["first_ts"].to_numpy(zero_copy_only=False)
-    order = np.lexsort((first, ~problem))
-    return out.take(pa.array(order))
+    return pa.table(cols)
 
 
 def to_sql(dialect: str) -> str:

@@ -85,57 +85,79 @@ def records(t: ir.Table) -> ir.Table:
     )
 
 
-def directions(r: ir.Table) -> ir.Table:
-    """Per 5-tuple, both directions side by side (``x_*`` from the smaller address, ``y_*``
-    from the other): packets, bytes, time, OR-ed flags, actions."""
+def _sums(t: ir.Table, where: ir.BooleanValue | None = None) -> dict[str, ir.Value]:
+    """One direction's packets, bytes and OR-ed flags over records (``where``: that
+    direction's)."""
+    return {"packets": t.packets.sum(where=where), "bytes": t.bytes.sum(where=where),
+            "flags": bit_or(t.flags, where=where)}
+
+
+def _whole(t: ir.Table) -> dict[str, ir.Value]:
+    """What the verdict needs from both directions together: times, closes, rejections."""
+    accepted = t.action != "REJECT"
+    return {
+        "first": t.start.min(), "last": t.end.max(),
+        "close_ts": ibis.ifelse(accepted & ((t.flags & (FIN | RST)) != 0), t.end,
+                                ibis.null("int64")).min(),
+        "reject_first": ibis.ifelse(~accepted, t.start, ibis.null("int64")).min(),
+        "rejected": (~accepted).any(), "accepted": accepted.any(),
+        "interface_id": t.interface_id.min(), "reject_reason": t.reject_reason.max(),
+        "has_flags": t.flags.notnull().any(),
+    }
+
+
+TUPLE = ["a", "ap", "b", "bp", "proto"]
+
+
+def directions(r: ir.Table, per_interface: bool = True) -> ir.Table:
+    """Per 5-tuple, both directions' packets, bytes and flags side by side (``x_*`` from the
+    smaller address, ``y_*`` from the other), and times, closes and rejections overall.
+
+    ``per_interface``: when both ends' ENIs are logged, each direction is recorded twice, once
+    per ENI; the same packets must not count twice, so records are first summed per interface
+    and interfaces then merged with max.  Logs of a single interface (the usual time-boxed
+    capture) skip that first pass: one group-by from records to connections."""
     a_first = (r.src < r.dst) | ((r.src == r.dst) & (r.sport <= r.dport))
-    keyed = r.mutate(
+    t = r.mutate(
         a=ibis.ifelse(a_first, r.src, r.dst), ap=ibis.ifelse(a_first, r.sport, r.dport),
         b=ibis.ifelse(a_first, r.dst, r.src), bp=ibis.ifelse(a_first, r.dport, r.sport),
         from_a=a_first)
-    accepted = keyed.action != "REJECT"
-    # First per interface: when both ends' ENIs are logged, each direction is recorded twice,
-    # once per ENI; the same packets must not count twice, so interfaces are merged with max.
-    per_eni = keyed.group_by(["a", "ap", "b", "bp", "proto", "from_a", "interface_id"]).aggregate(
-        packets=keyed.packets.sum(), bytes=keyed.bytes.sum(),
-        first=keyed.start.min(), last=keyed.end.max(),
-        flags=bit_or(keyed.flags),
-        close_ts=ibis.ifelse(accepted & ((keyed.flags & (FIN | RST)) != 0), keyed.end,
-                             ibis.null("int64")).min(),
-        reject_first=ibis.ifelse(~accepted, keyed.start, ibis.null("int64")).min(),
-        rejected=(~accepted).any(), accepted=accepted.any(),
-        reject_reason=keyed.reject_reason.max(),
-        has_flags=keyed.flags.notnull().any(),
-    )
-    # Then one row per 5-tuple, each direction's figures side by side (x: from a, y: from b).
-    e = per_eni
-    fwd, rev = e.from_a, ~e.from_a
+    if not per_interface:
+        sides = {f"{side}_{k}": v for side, where in (("x", t.from_a), ("y", ~t.from_a))
+                 for k, v in _sums(t, where).items()}
+        return t.group_by(TUPLE).aggregate(**sides, **_whole(t))
+    whole = {k: v for k, v in _whole(t).items() if k != "interface_id"}
+    e = t.group_by([*TUPLE, "from_a", "interface_id"]).aggregate(**_sums(t), **whole)
     sides = {}
-    for side, cond in (("x", fwd), ("y", rev)):
-        sides |= {
-            f"{side}_packets": e.packets.max(where=cond), f"{side}_bytes": e.bytes.max(where=cond),
-            f"{side}_first": e.first.min(where=cond), f"{side}_last": e.last.max(where=cond),
-            f"{side}_flags": bit_or(e.flags, where=cond),
-            f"{side}_close_ts": e.close_ts.min(where=cond),
-            f"{side}_reject_first": e.reject_first.min(where=cond),
-            f"{side}_rejected": e.rejected.any(where=cond),
-            f"{side}_accepted": e.accepted.any(where=cond),
-            f"{side}_interface_id": e.interface_id.min(where=cond),
-            f"{side}_reject_reason": e.reject_reason.max(where=cond),
-            f"{side}_has_flags": e.has_flags.any(where=cond),
-        }
-    return e.group_by(["a", "ap", "b", "bp", "proto"]).aggregate(**sides)
+    for side, where in (("x", e.from_a), ("y", ~e.from_a)):
+        sides |= {f"{side}_packets": e.packets.max(where=where),
+                  f"{side}_bytes": e.bytes.max(where=where),
+                  f"{side}_flags": bit_or(e.flags, where=where)}
+    return e.group_by(TUPLE).aggregate(
+        **sides, first=e.first.min(), last=e.last.max(), close_ts=e.close_ts.min(),
+        reject_first=e.reject_first.min(), rejected=e.rejected.any(),
+        accepted=e.accepted.any(), interface_id=e.interface_id.min(),
+        reject_reason=e.reject_reason.max(), has_flags=e.has_flags.any())
 
 
-def connections(t: ir.Table) -> ir.Table:
+def _any_of(v: ir.Value, values: tuple[str, ...]) -> ir.BooleanValue:
+    """``v IN values`` spelt as ORs: DuckDB plans IN (list) as a join, far slower here."""
+    out = v == values[0]
+    for x in values[1:]:
+        out |= v == x
+    return out
+
+
+def connections(t: ir.Table, per_interface: bool = True) -> ir.Table:
     """One row per connection from a raw flow-log table (AWS field names, ``-`` -> ``_``)."""
-    return connections_from(records(t))
+    return connections_from(records(t), per_interface)
 
 
-def connections_from(r: ir.Table) -> ir.Table:
-    """One row per connection from normalised records (:func:`records`)."""
+def connections_from(r: ir.Table, per_interface: bool = True) -> ir.Table:
+    """One row per connection from normalised records (:func:`records`), failures first
+    (then by start time).  ``per_interface``: see :func:`directions`."""
     r = r.filter([r.status == "OK", r.src.notnull(), r.dst.notnull()])
-    j = directions(r)
+    j = directions(r, per_interface)
     xf = j.x_flags.fill_null(0)
     yf = j.y_flags.fill_null(0)
     x_syn = ((xf & SYN) != 0) & ((xf & ACK_BIT) == 0)
@@ -157,16 +179,15 @@ def connections_from(r: ir.Table) -> ir.Table:
     op, rp = pick("packets", "int64")
     ob, rb = pick("bytes", "int64")
     of, rf = of.fill_null(0), rf.fill_null(0)
-    has_flags = o.x_has_flags.fill_null(False) | o.y_has_flags.fill_null(False)
+    has_flags = o.has_flags.fill_null(False)
     tcp = o.proto == 6
     syn = ((of & SYN) != 0) & ((of & ACK_BIT) == 0)
     synack = (rf & SYN_ACK) == SYN_ACK
     o_fin, r_fin = (of & FIN) != 0, (rf & FIN) != 0
     o_rst, r_rst = (of & RST) != 0, (rf & RST) != 0
-    rejected = o.x_rejected.fill_null(False) | o.y_rejected.fill_null(False)
-    accepted = o.x_accepted.fill_null(False) | o.y_accepted.fill_null(False)
-    close_ts = ibis.least(o.x_close_ts, o.y_close_ts)
-    reject_first = ibis.least(o.x_reject_first, o.y_reject_first)
+    rejected = o.rejected.fill_null(False)
+    accepted = o.accepted.fill_null(False)
+    close_ts, reject_first = o.close_ts, o.reject_first
     late = rejected & close_ts.notnull() & (reject_first >= close_ts)
     replied = rp.fill_null(0) > 0
     asked = op.fill_null(0) > 0
@@ -187,8 +208,8 @@ def connections_from(r: ir.Table) -> ir.Table:
         (rejected & ~accepted, "denied"),
         (tcp & ~has_flags, "unknown"),
         (state == "REJ", "refused"),
-        (state.isin(["S0", "SH"]), "unanswered"),
-        (state.isin(["RSTO", "RSTOS0"]), "reset_by_orig"),
+        (_any_of(state, ("S0", "SH")), "unanswered"),
+        (_any_of(state, ("RSTO", "RSTOS0")), "reset_by_orig"),
         (state == "RSTR", "reset_by_resp"),
         (state == "SF", "ok"),
         (state == "S1", "open"),
@@ -205,7 +226,7 @@ def connections_from(r: ir.Table) -> ir.Table:
         (state == "REJ", "SYN answered by RST"),
         (state == "S0", "SYN sent, no record of a reply"),
         (state == "SH", "SYN then FIN from the originator, no SYN-ACK"),
-        (state.isin(["RSTO", "RSTOS0"]), "the originator sent RST"),
+        (_any_of(state, ("RSTO", "RSTOS0")), "the originator sent RST"),
         (state == "RSTR", "the responder sent RST after its SYN-ACK"),
         (state == "SF", "SYN-ACK seen (the final ACK is never logged), FIN both ways"),
         (state == "S1", "SYN-ACK seen (the final ACK is never logged), not closed in the logs"),
@@ -213,23 +234,20 @@ def connections_from(r: ir.Table) -> ir.Table:
         (~tcp & replied, "records in both directions"),
         (~tcp, "records in one direction only"),
         else_=ibis.null("string"))
-    first_x = ibis.least(o.x_first, o.y_first)
-    last_x = ibis.greatest(o.x_last, o.y_last)
     return o.select(
         proto=ibis.cases((o.proto == 6, "tcp"), (o.proto == 17, "udp"),
                          (o.proto == 1, "icmp"), (o.proto == 58, "icmpv6"),
                          else_=o.proto.cast("string")),
         orig_h=ibis.ifelse(o.a_orig, o.a, o.b), orig_p=ibis.ifelse(o.a_orig, o.ap, o.bp),
         resp_h=ibis.ifelse(o.a_orig, o.b, o.a), resp_p=ibis.ifelse(o.a_orig, o.bp, o.ap),
-        interface_id=ibis.coalesce(o.x_interface_id, o.y_interface_id),
-        first_ts=first_x, last_ts=last_x,
+        interface_id=o.interface_id, first_ts=o.first, last_ts=o.last,
         orig_pkts=op.fill_null(0), resp_pkts=rp.fill_null(0),
         orig_bytes=ob.fill_null(0), resp_bytes=rb.fill_null(0),
         tcp_flags_orig=ibis.ifelse(tcp & has_flags, of, ibis.null("int32")),
         tcp_flags_resp=ibis.ifelse(tcp & has_flags, rf, ibis.null("int32")),
         action=ibis.cases((rejected & accepted, "ACCEPT+REJECT"), (rejected, "REJECT"),
                           else_="ACCEPT"),
-        reject_reason=ibis.coalesce(o.x_reject_reason, o.y_reject_reason),
+        reject_reason=o.reject_reason,
         conn_state=state, verdict=verdict, evidence=evidence,
-        problem=verdict.isin(list(PROBLEMS)),
-    )
+        problem=_any_of(verdict, PROBLEMS),
+    ).order_by([ibis.desc("problem"), "first_ts", "orig_h", "orig_p", "resp_h", "resp_p"])
