@@ -100,6 +100,12 @@ class SessionTracker:
         while self.finished.conns:
             yield self.finished.conns.pop(0)
 
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the connections and queue-pair flows still live, left live (a running
+        view, e.g. ``flowscope serve``; :meth:`close` is the end-of-input equivalent)."""
+        return (raw(self.conns.live()).copy().view(conn.CONN_STATE).ravel(),
+                raw(self.qps.live()).copy().view(qp.QP_STATE).ravel())
+
     def queue_pairs(self) -> np.ndarray:
         """Every queue-pair flow (after :meth:`close`)."""
         if not self.finished.qps:

@@ -153,8 +153,9 @@ class PcapngWriter:
     """Streams decapsulated frames to a pcapng file, batch by batch."""
 
     def __init__(self, out: BinaryIO, split_by: SplitBy = "session",
-                 restore_timestamps: bool = False) -> None:
+                 restore_timestamps: bool = False, note: str = "") -> None:
         self.out = out
+        self.note = note  # appended to every interface description (e.g. sampling, slicing)
         self.split_by = split_by
         self.restore_timestamps = restore_timestamps
         self.interfaces: dict[tuple[int, int], int] = {}
@@ -189,9 +190,9 @@ class PcapngWriter:
         else:
             name = "decapsulated"
         kind = "IP packets" if link == codes.LINKTYPE_RAW else "Ethernet frames"
+        description = f"mirrored {kind} ({name}), decapsulated by flowscope{self.note}"
         body = struct.pack("<HHI", link, 0, 0) + _option(2, name.encode()) + _option(
-            3, f"mirrored {kind} ({name}), decapsulated by flowscope".encode()) + _option(
-            9, bytes([9])) + _option(0, b"")
+            3, description.encode()) + _option(9, bytes([9])) + _option(0, b"")
         return _block(1, body)
 
     def write(self, batch: PacketBatch, rows: np.ndarray, tracker: MirrorTracker) -> None:
