@@ -16,10 +16,11 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # Test tools from Debian when we are root and they are missing; elsewhere those tests skip.
-# tshark: the independent decoder; tcpdump, nftables, iproute2: real kernel TCP in namespaces.
+# tshark: the independent decoder; tcpdump, nftables, iproute2: real kernel TCP in namespaces;
+# tcpreplay: captures replayed into the live collector.
 system-deps:
 	@missing=""; \
-	for pair in tshark:tshark tcpdump:tcpdump nft:nftables ip:iproute2; do \
+	for pair in tshark:tshark tcpdump:tcpdump nft:nftables ip:iproute2 tcpreplay:tcpreplay; do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
@@ -37,6 +38,8 @@ demo: setup
 	@echo "Zeek conn.log written to $(DEMO)/conn.log"
 	$(PY) -m tests.flowlog_gen $(DEMO)/flows.log
 	$(FLOWSCOPE) flowlogs analyze $(DEMO)/flows.log
+	$(FLOWSCOPE) flowlogs analyze $(DEMO)/flows.log --interval 1m --by port --format csv
+	$(FLOWSCOPE) match $(DEMO)/incident.pcap --preset tcp-rst --examples 3
 	$(PY) bench/make_capture.py --frames 20000 --loss 0.002 -o $(DEMO)/mirror.pcap
 	$(FLOWSCOPE) mirrors $(DEMO)/mirror.pcap
 	$(FLOWSCOPE) packets $(DEMO)/mirror.pcap --limit 8

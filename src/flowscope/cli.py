@@ -198,6 +198,47 @@ def decap(files: Files,
 
 
 @app.command()
+def match(files: Files,
+          udf: Annotated[list[str] | None, typer.Option(
+              "--udf", help="switch UDF rule BASE+OFFSET=VALUE[/MASK], BASE l2|l3|l4|l5, e.g. "
+                            "l4+8=0x8100/0xff00; repeat to AND (at most 8)")] = None,
+          preset: Annotated[str | None, typer.Option(
+              "--preset", help="named rule: rdma-cnp, rdma-nak-psn, rdma-nak-any, tcp-syn, "
+                               "tcp-rst")] = None,
+          filter: Annotated[str | None, typer.Option(
+              "--filter", help="tcpdump-style expression ANDed with the rules, e.g. "
+                               "'udp dst port 4791 and vni 5569041'")] = None,
+          examples: Annotated[int, typer.Option("--examples", "-n", min=0,
+                                                help="matching frames to show")] = 5,
+          format: Annotated[RowFormat, typer.Option("--format", "-f")] = RowFormat.table,
+          vxlan_port: VxlanPorts = None, geneve_port: GenevePorts = None,
+          max_depth: MaxDepth = 4) -> None:
+    """Test switch UDF/ACL rules against a capture before deploying them: frames matched per
+    rule and combined, and example frames with the word each rule saw."""
+    from flowscope.filters import Selector
+    from flowscope.filters.report import MatchReport
+
+    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth))
+    try:
+        if not udf and not preset and not filter:
+            raise FlowscopeError("give --udf RULE (repeatable), --preset NAME or --filter EXPR")
+        report = MatchReport(Selector(filter, udf or (), preset), examples)
+        for batch, rows in _progress(run):
+            report.update(batch, rows)
+    except FlowscopeError as e:
+        _fail(e)
+    try:
+        if format is RowFormat.jsonl:
+            report.write_jsonl(sys.stdout)
+        else:
+            report.write_table(sys.stdout)
+    except BrokenPipeError:
+        sys.stderr.close()
+        return
+    _report(run)
+
+
+@app.command()
 def sessions(files: Files,
              format: Annotated[SessionFormat, typer.Option("--format", "-f")] = SessionFormat.table,
              output: Annotated[str | None, typer.Option(
@@ -276,8 +317,44 @@ class _stdout:
         sys.stdout.flush()
 
 
+@app.command()
+def serve(
+        grpc: Annotated[str, typer.Option(
+            "--grpc", help="HOST:PORT receiving collector streams, or 'none'")] = "127.0.0.1:50051",
+        http: Annotated[str, typer.Option("--http", help="HOST:PORT of the JSON HTTP API")
+                        ] = "127.0.0.1:8080",
+        store: Annotated[str, typer.Option(
+            "--store", help="directory of the durable store (batches, Parquet)")
+        ] = "flowscope-store",
+        tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="server certificate (PEM)")
+                            ] = None,
+        tls_key: Annotated[str | None, typer.Option("--tls-key", help="its private key (PEM)")
+                           ] = None,
+        tls_client_ca: Annotated[str | None, typer.Option(
+            "--tls-client-ca", help="CA of client certificates: mutual TLS")] = None,
+        token_file: Annotated[str | None, typer.Option(
+            "--token-file", help="bearer tokens collectors must present, one per line")] = None,
+        vxlan_port: VxlanPorts = None, geneve_port: GenevePorts = None,
+        max_depth: MaxDepth = 4) -> None:
+    """The analysis server: receives batches from collectors, stores them durably, merges them
+    into one session view and serves it as JSON over HTTP."""
+    from flowscope.serve.server import ServeOptions, run
+
+    options = ServeOptions(None if grpc.lower() == "none" else grpc, http, store, tls_cert,
+                           tls_key, tls_client_ca, token_file,
+                           _config(vxlan_port, geneve_port, max_depth))
+    try:
+        run(options, lambda line: err.print(line, markup=False))
+    except FlowscopeError as e:
+        _fail(e)
+
+
 flowlogs_app = typer.Typer(no_args_is_help=True, help="Cloud flow logs (AWS VPC Flow Logs).")
 app.add_typer(flowlogs_app, name="flowlogs")
+
+from flowscope.aws.commands import aws_app  # noqa: E402 - `flowscope aws ...` (issue 6)
+
+app.add_typer(aws_app, name="aws")
 
 
 class FlowFormat(StrEnum):
@@ -368,6 +445,157 @@ def flowlogs_analyze(
         write_table(table, format.value, output)
     err.print(f"{result.files} files, {result.records} records, {result.table.num_rows} "
               f"connections")
+
+
+class MirrorType(StrEnum):
+    erspan2 = "2"
+    erspan3 = "3"
+    vxlan = "vxlan"
+
+
+@app.command()
+def mirror(
+        interface: Annotated[str, typer.Option("--interface", "-i",
+                                               help="interface to mirror (both directions)")],
+        to: Annotated[str, typer.Option("--to", help="collector host name or address")],
+        type: Annotated[MirrorType, typer.Option(
+            "--type", help="ERSPAN Type II, Type III (ns timestamps, direction) or VXLAN"),
+        ] = MirrorType.erspan2,
+        session: Annotated[int, typer.Option(
+            "--session", help="ERSPAN session id (0-1023), or the VNI for VXLAN")] = 1,
+        filter: Annotated[str | None, typer.Option(
+            "--filter", help="mirror only frames matching EXPR (tcpdump-like)")] = None,
+        sample: Annotated[int, typer.Option("--sample", help="mirror 1 frame in N")] = 1,
+        snaplen: Annotated[int, typer.Option(
+            "--snaplen", help="slice copies to N bytes (ERSPAN T bit set); 0 = whole")] = 0,
+        port: Annotated[int, typer.Option("--port", help="VXLAN UDP port")] = 4789,
+        count: Annotated[int | None, typer.Option(
+            "--count", "-c", min=1, help="stop after sending N copies")] = None,
+        duration: Annotated[str | None, typer.Option(
+            "--duration", help="stop after this long (e.g. 10s, 5m)")] = None) -> None:
+    """Be a mirror session: capture an interface and send ERSPAN or VXLAN copies to a
+    collector (for hosts whose switch cannot mirror, and for testing collectors)."""
+    import signal
+    import threading
+
+    from flowscope.encap import KINDS
+    from flowscope.live.mirror_source import MirrorConfig, MirrorStats, run_live
+
+    config = MirrorConfig(interface, to, KINDS[type.value], session, filter, sample, snaplen,
+                          port, count, _duration_ns(duration) / 1e9 if duration else None)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    what = {"2": "ERSPAN II", "3": "ERSPAN III", "vxlan": "VXLAN"}[type.value]
+
+    def ready() -> None:
+        err.print(f"mirroring {interface} to {to} as {what} "
+                  f"{'VNI' if type is MirrorType.vxlan else 'session'} {session}; Ctrl-C stops")
+
+    try:
+        if err.is_terminal:
+            from rich.live import Live
+
+            with Live("", console=err, transient=True, refresh_per_second=4) as live:
+                stats = run_live(config, stop, lambda s: live.update(s.line()), ready=ready)
+        else:
+            stats: MirrorStats = run_live(config, stop, ready=ready)  # type: ignore[no-redef]
+    except FlowscopeError as e:
+        _fail(e)
+    err.print(stats.line())
+
+
+@app.command()
+def listen(
+        gre: Annotated[bool, typer.Option(
+            "--gre", help="receive GRE/ERSPAN on a raw IP protocol 47 socket")] = False,
+        vxlan: Annotated[int | None, typer.Option(
+            "--vxlan", metavar="PORT", help="receive VXLAN on this UDP port (4789)")] = None,
+        geneve: Annotated[int | None, typer.Option(
+            "--geneve", metavar="PORT", help="receive Geneve on this UDP port (6081)")] = None,
+        interface: Annotated[str | None, typer.Option(
+            "--interface", "-i", help="capture everything arriving on this interface "
+                                      "(AF_PACKET ring) instead of sockets")] = None,
+        filter: Annotated[str | None, typer.Option(
+            "--filter", help="keep frames matching EXPR (tcpdump-like, on the inner packet; "
+                             "erspan.session, vni, direction)")] = None,
+        udf: Annotated[list[str] | None, typer.Option(
+            "--udf", metavar="RULE", help="switch-style rule, e.g. l4+8=0x8100/0xff00 "
+                                          "(repeat: ANDed)")] = None,
+        preset: Annotated[str | None, typer.Option(
+            "--preset", help="named UDF rule set (rdma-cnp, tcp-syn ...)")] = None,
+        sample: Annotated[int, typer.Option("--sample", min=1, help="keep 1 frame in N")] = 1,
+        snaplen: Annotated[int, typer.Option(
+            "--snaplen", min=0, help="slice mirrored frames to N bytes (0: whole)")] = 0,
+        write: Annotated[Path | None, typer.Option(
+            "--write", "-w", metavar="DIR", help="write rotating pcapng files here")] = None,
+        rotate: Annotated[str | None, typer.Option(
+            "--rotate", metavar="SIZE|SECONDS", help="new file after SIZE (100MB) or "
+                                                     "SECONDS of capture time (60s)")] = None,
+        upstream: Annotated[str | None, typer.Option(
+            "--upstream", metavar="HOST:PORT", help="stream to flowscope serve")] = None,
+        tls_ca: Annotated[Path | None, typer.Option("--tls-ca")] = None,
+        tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
+        tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
+        token_file: Annotated[Path | None, typer.Option("--token-file")] = None,
+        collector_id: Annotated[str | None, typer.Option(
+            "--collector-id", help="name of this collector upstream [default: hostname]")
+        ] = None,
+        spool: Annotated[Path | None, typer.Option(
+            "--spool", metavar="DIR", help="on-disk queue while upstream is unreachable")
+        ] = None,
+        count: Annotated[int | None, typer.Option(
+            "--count", "-c", min=1, help="stop after N frames received")] = None,
+        duration: Annotated[str | None, typer.Option(
+            "--duration", help="stop after this long (e.g. 30s, 5m)")] = None,
+        status_interval: Annotated[float, typer.Option(
+            "--status-interval", help="seconds between status lines when stderr is not a "
+                                      "terminal")] = 10.0,
+        buffer: Annotated[str, typer.Option(
+            "--buffer", metavar="SIZE", help="kernel buffer: the interface ring, or each "
+                                             "socket's receive buffer")] = "256MiB",
+        vxlan_port: VxlanPorts = None, geneve_port: GenevePorts = None,
+        max_depth: MaxDepth = 4) -> None:
+    """Receive mirror traffic live (GRE/ERSPAN, VXLAN, Geneve sockets, or an interface),
+    decode, filter, and write rotating pcapng and/or stream it to flowscope serve."""
+    import threading
+
+    from flowscope.live import listen as live
+    from flowscope.live.sockets import GENEVE_PORT, VXLAN_PORT, Endpoint
+
+    if not (gre or vxlan or geneve or interface):
+        gre, vxlan, geneve = True, VXLAN_PORT, GENEVE_PORT
+    endpoints = ([Endpoint("gre")] if gre else []) + \
+        ([Endpoint("vxlan", vxlan)] if vxlan else []) + \
+        ([Endpoint("geneve", geneve)] if geneve else [])
+    config = _config(vxlan_port, geneve_port, max_depth)
+    config = DecodeConfig(tuple(dict.fromkeys(config.vxlan_ports + ((vxlan,) if vxlan else ()))),
+                          tuple(dict.fromkeys(config.geneve_ports
+                                              + ((geneve,) if geneve else ()))),
+                          config.max_tunnels)
+    try:
+        from flowscope.live.rotate import Rotation
+
+        opts = live.ListenOptions(
+            interface=interface, endpoints=endpoints, decode=config, filter=filter,
+            udf=tuple(udf or ()), preset=preset, sample=sample, snaplen=snaplen,
+            directory=write, rotation=Rotation.parse(rotate) if rotate else Rotation(),
+            upstream=upstream, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+            token_file=token_file, spool_dir=spool, count=count,
+            duration_s=_duration_ns(duration) / 1e9 if duration else None,
+            buffer_bytes=Rotation.parse_size(buffer, "--buffer"))
+        if collector_id:
+            opts.collector_id = collector_id
+        stop = threading.Event()
+        live.stop_on_signals(stop)
+        listener = live.start(opts)
+        where = interface or ", ".join(str(e) for e in endpoints)
+        err.print(f"listening on {where}; Ctrl-C stops")
+        live.run(listener, stop, err, status_interval)
+    except FlowscopeError as e:
+        _fail(e)
+    for line in live.summary_lines(listener):
+        err.print(line)
 
 
 def main() -> None:
