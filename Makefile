@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FLOWSCOPE := $(VENV)/bin/flowscope
 DEMO := build/demo
 
-.PHONY: setup demo test system-deps bench lint clean
+.PHONY: setup demo test system-deps bench bench-live lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ test: setup system-deps
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/grpc_throughput.py
+
+# root: namespaces, a veth and tcpreplay into `flowscope listen`
+bench-live: setup system-deps
+	$(PY) bench/live_replay.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench demo

@@ -5,14 +5,17 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from flowscope.decode import DecodeConfig
 from flowscope.errors import FlowscopeError
-from flowscope.pipeline import PacketRun
+
+if TYPE_CHECKING:  # the packet path (NumPy, Numba) is imported by the commands that use it,
+    # so `flowscope flowlogs ...` and `flowscope aws ...` start without compiling anything
+    from flowscope.decode import DecodeConfig
+    from flowscope.pipeline import PacketRun
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="What happened to these connections? Mirrored packets (ERSPAN, VXLAN, "
@@ -70,9 +73,17 @@ MaxDepth = Annotated[int, typer.Option("--max-depth", min=1, max=16,
 
 
 def _config(vxlan: list[int] | None, geneve: list[int] | None, depth: int) -> DecodeConfig:
+    from flowscope.decode import DecodeConfig
+
     base = DecodeConfig()
     return DecodeConfig(tuple(vxlan) if vxlan else base.vxlan_ports,
                         tuple(geneve) if geneve else base.geneve_ports, depth)
+
+
+def _run(files: list[str], config: DecodeConfig, reuse_rows: bool = False) -> PacketRun:
+    from flowscope.pipeline import PacketRun
+
+    return PacketRun(files, config, reuse_rows=reuse_rows)
 
 
 def _progress(run: PacketRun):  # type: ignore[no-untyped-def]
@@ -120,7 +131,7 @@ def packets(files: Files,
     from flowscope.sinks.arrow import packets_table
     from flowscope.sinks.text import write_jsonl, write_packet_lines
 
-    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth))
+    run = _run(files, _config(vxlan_port, geneve_port, max_depth))
     shown = 0
     try:
         for _, rows in _progress(run):
@@ -152,7 +163,7 @@ def mirrors(files: Files,
     from flowscope.sinks.arrow import mirrors_table
     from flowscope.sinks.text import print_mirrors, write_jsonl
 
-    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
+    run = _run(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
     try:
         for _ in _progress(run):
             pass
@@ -181,7 +192,7 @@ def decap(files: Files,
     """Write the mirrored (inner) frames as pcapng, mirror metadata kept per packet."""
     from flowscope.sinks.pcapng import PcapngWriter
 
-    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
+    run = _run(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
     try:
         with open(output, "wb", buffering=1 << 20) as out:
             writer = PcapngWriter(out, split_by.value, restore_timestamps)  # type: ignore[arg-type]
@@ -218,7 +229,7 @@ def match(files: Files,
     from flowscope.filters import Selector
     from flowscope.filters.report import MatchReport
 
-    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth))
+    run = _run(files, _config(vxlan_port, geneve_port, max_depth))
     try:
         if not udf and not preset and not filter:
             raise FlowscopeError("give --udf RULE (repeatable), --preset NAME or --filter EXPR")
@@ -259,7 +270,7 @@ def sessions(files: Files,
     interval_ns = _duration_ns(interval) if interval else None
     if format is SessionFormat.parquet and output is None and sys.stdout.isatty():
         _fail(FlowscopeError("--format parquet needs -o FILE (or a pipe)"))
-    run = PacketRun(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
+    run = _run(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
     try:
         result = track_sessions(run, _progress(run), interval_ns)
     except FlowscopeError as e:
@@ -560,6 +571,7 @@ def listen(
     decode, filter, and write rotating pcapng and/or stream it to flowscope serve."""
     import threading
 
+    from flowscope.decode import DecodeConfig
     from flowscope.live import listen as live
     from flowscope.live.sockets import GENEVE_PORT, VXLAN_PORT, Endpoint
 
