@@ -154,6 +154,17 @@ def test_cloudwatch_exports(tmp_path: Path, shape: str) -> None:
     assert got == {c.client: c.expected for c in gen.scenarios()}
 
 
+def test_cloudwatch_export_with_null_events(tmp_path: Path) -> None:
+    """A filter-log-events page whose "events" is null holds no records: a clear message,
+    not a traceback."""
+    path = tmp_path / "cw.json"
+    path.write_text('{"events": null, "message": "x"}\n')
+    out = subprocess.run([sys.executable, "-m", "flowscope", "flowlogs", "analyze", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "no flow-log records found" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_aws_parquet(tmp_path: Path) -> None:
     """AWS's Parquet delivery: the same fields, '_' for '-', typed columns."""
     import pyarrow as pa

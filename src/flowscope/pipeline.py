@@ -42,7 +42,7 @@ class PacketRun:
             yield batch, rows
 
     def error_summary(self) -> dict[str, int]:
-        return {ERRORS[i]: int(n) for i, n in enumerate(self.error_counts) if i and n}
+        return {str(ERRORS[i]): int(n) for i, n in enumerate(self.error_counts) if i and n}
 
 
 def decode_files(paths: Iterable[str], config: DecodeConfig | None = None) -> np.ndarray:

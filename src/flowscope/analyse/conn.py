@@ -726,7 +726,8 @@ SUMMARY_FIELDS = ("mirror_session", "kind", "proto", "ipver", "orig_guess", "fir
                   "syns", "syn_ts", "synack_ts", "ack_ts", "reset_by", "copies", "addr", "port",
                   "pkts", "payload", "ip_bytes", "state", "retrans", "out_of_order", "dup_acks",
                   "zero_window", "holes", "mirror_holes", "missed", "history")
-SUMMARY = np.dtype([(name, CONN_STATE.fields[name][0]) for name in SUMMARY_FIELDS]
+SUMMARY = np.dtype([(name, CONN_STATE.fields[name][0])  # type: ignore[index]
+                    for name in SUMMARY_FIELDS]
                    + [("size", np.int64, (2,))])
 
 

@@ -235,7 +235,7 @@ class MirrorTracker:
             grow = max(16, 2 * self.state.shape[0])
             self.state = np.concatenate([self.state, np.zeros(grow, STATE)])
             self.keys = np.concatenate([self.keys, np.zeros(grow, STREAM_KEY)])
-        for name in STREAM_KEY.names:
+        for name in STREAM_KEY.names or ():
             self.keys[sid][name] = row[name]
 
     def __len__(self) -> int:

@@ -32,7 +32,7 @@ def read(buf: np.ndarray, pos: int, f: Field) -> int:  # pragma: no cover - comp
     v = np.uint64(0)
     for k in range(f.width):
         v = (v << np.uint64(8)) | np.uint64(buf[pos + f.offset + k])
-    return np.int64((v >> np.uint64(f.shift)) & np.uint64(f.mask))
+    return np.int64((v >> np.uint64(f.shift)) & np.uint64(f.mask))  # type: ignore[return-value]
 
 
 def read_py(data: bytes, pos: int, f: Field) -> int:

@@ -81,7 +81,7 @@ def read(source: str | BinaryIO, log_format: tuple[str, ...] | None = None
     names = tuple(tokens) if header else (log_format or f.DEFAULT_FORMAT)
     log = TextLog(name, names, header)
     body = stream if header else _Prepend(first, stream)
-    return log, _batches(log, body, 2 if header else 1)
+    return log, _batches(log, body, 2 if header else 1)  # type: ignore[arg-type]
 
 
 class _Prepend(io.RawIOBase):

@@ -141,7 +141,8 @@ def cloudwatch_messages(data: bytes) -> bytes:
     flow-log text lines, without header (the format comes from --log-format)."""
     lines: list[str] = []
     for doc in _documents(data):
-        events = doc.get("events", doc.get("logEvents", [doc])) if isinstance(doc, dict) else []
+        events = (doc.get("events", doc.get("logEvents", [doc])) or []) \
+            if isinstance(doc, dict) else []
         lines += [e["message"].strip() for e in events
                   if isinstance(e, dict) and isinstance(e.get("message"), str)]
     return ("\n".join(lines) + "\n").encode()

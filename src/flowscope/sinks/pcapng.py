@@ -225,5 +225,5 @@ class PcapngWriter:
         out = self._blocks
         used = build_blocks(batch.buf, rows, index, iface, ts, out, _TUNNEL_TEXT, _TUNNEL_LEN,
                             _WORD_TEXT, _WORD_LEN)
-        self.out.write(memoryview(out)[:used])
+        self.out.write(out[:used].data)
         self.written += index.size

@@ -30,7 +30,7 @@ def _open_stream(path: str) -> io.BufferedReader:
     if path == "-":
         return sys.stdin.buffer  # type: ignore[return-value]
     try:
-        raw: io.BufferedReader = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
+        raw: io.BufferedReader = open(path, "rb", buffering=1 << 20)  # type: ignore[assignment]  # noqa: SIM115
     except IsADirectoryError:
         raise CaptureFormatError(f"{path}: is a directory; give capture files") from None
     except OSError as e:

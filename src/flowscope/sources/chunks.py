@@ -58,7 +58,7 @@ class ChunkReader:
         return data
 
     def _fill(self, chunk: np.ndarray, start: int) -> int:
-        view = memoryview(chunk)[start:]
+        view = chunk.data[start:]
         got = start
         while got < chunk.shape[0]:
             try:
