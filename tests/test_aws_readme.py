@@ -13,37 +13,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .moto_server import MotoServer, moto_fixture, moto_server_fixture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 TITLE = "Capture flow logs for one ENI for 30 minutes"
-# the README once merged; until then the proposed text
-CANDIDATES = (ROOT / "README.md", Path("/tmp/notes/readme_aws.md"))
 
 
-def walkthrough() -> str | None:
-    for path in CANDIDATES:
-        if not path.exists():
-            continue
-        text = path.read_text()
-        start = text.find(TITLE)
-        if start < 0:
-            continue
-        section = text[start:]
-        following = re.search(r"\n#{2,4} ", section[len(TITLE):])  # sh comments have one #
-        if following:
-            section = section[: len(TITLE) + following.start()]
-        blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-        return blocks[-1] if blocks else None
-    return None
+def walkthrough() -> str:
+    text = (ROOT / "README.md").read_text()
+    heading = re.search(rf"^#{{2,4}} {re.escape(TITLE)}$", text, re.M)
+    assert heading, f"README.md has no section {TITLE!r}"
+    section = text[heading.end() - len(TITLE):]
+    following = re.search(r"\n#{2,4} ", section[len(TITLE):])  # sh comments have one #
+    if following:
+        section = section[: len(TITLE) + following.start()]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert blocks, "the section has no sh block"
+    return blocks[-1]
 
 
 def test_readme_walkthrough_against_moto(moto: MotoServer, tmp_path: Path) -> None:
     block = walkthrough()
-    if block is None:
-        pytest.skip(f"no README section {TITLE!r} (README.md or /tmp/notes/readme_aws.md)")
     lines = [ln for ln in block.splitlines() if not ln.startswith("python -m tests.moto_server")]
     script = "\n".join(lines).replace("http://127.0.0.1:5000", moto.url)
     env = moto.env() | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
