@@ -700,8 +700,7 @@ def track(rows, slots, hashes, state, used, events, retired, n_retired):  # prag
         if not (st.did_close[0] and st.did_close[1]):
             st.end_ts = now  # TCPSessionAdapter::DeliverPacket
         st.pkts[side] += 1
-        st.ip_bytes[side] += max(0, r.len - (r.l3_off - (r.inner_off if r.inner_off >= 0
-                                                        else 0)))
+        st.ip_bytes[side] += max(0, r.ip_len)  # Zeek's *_ip_bytes: IP length fields
         if r.erspan_t == 1:
             st.truncated_t += 1
         if r.mirror_gaps > st.mirror_gaps_last >= 0:

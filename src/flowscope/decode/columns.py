@@ -65,6 +65,7 @@ DECODED = np.dtype([
     ("ecn", np.int8),
     ("ip_id", np.int32),  # IPv4 identification, -1 for IPv6
     ("l3_off", np.int64),
+    ("ip_len", np.int32),  # innermost IP packet's wire length (its length field), -1 if none
     ("l4_off", np.int64),
     ("sport", np.int32),
     ("dport", np.int32),

@@ -103,6 +103,7 @@ def _clear_inner(r) -> None:  # pragma: no cover - compiled
     r.proto = -1
     r.ecn = -1
     r.l3_off = -1
+    r.ip_len = -1
     r.l4_off = -1
     r.sport = -1
     r.dport = -1
@@ -249,6 +250,7 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
             r.ecn = buf[pos + 1] & 3
             r.ip_id = read(buf, pos, ip.V4_ID)
             r.l3_off = pos
+            r.ip_len = tlen
             r.sport = -1
             r.dport = -1
             r.tcp_flags = -1
@@ -286,6 +288,7 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
                 r.dst[k] = buf[pos + ip.V6_DST_OFFSET + k]
             r.ecn = (buf[pos + 1] >> 4) & 3
             r.l3_off = pos
+            r.ip_len = wire_end - pos  # 40 + payload length, or to the frame end (jumbogram)
             r.sport = -1
             r.dport = -1
             r.tcp_flags = -1
