@@ -3,7 +3,7 @@
 the flowlogs-reader package and a bare DuckDB query.
 
 Generates (if missing) bench/out/erspan2-1M.pcap and bench/out/erspan2-4M.pcap with
-bench/make_capture.py, then on the 1M capture, each pinned to CPU 0 with `taskset -c 0` and
+bench/make_capture.py, then on the 1M capture, each pinned to one core (`taskset -c 0`, --cpu) and
 timed as a whole process (wall clock, start-up included):
 
   flowscope  `flowscope decap FILE -o OUT.pcapng`; one untimed run first (it fills Numba's
@@ -65,11 +65,14 @@ class Result:
         return self.frames / self.best.wall
 
 
+CPU = "0"  # the core every contender is pinned to (--cpu)
+
+
 def run(cmd: list[str], pin: bool = True) -> Run:
     """Run cmd to completion (stdout discarded); return its wall and CPU time and peak RSS.
     taskset execs the command, so the pid we wait for is the command itself."""
     if pin:
-        cmd = ["taskset", "-c", "0", *cmd]
+        cmd = ["taskset", "-c", CPU, *cmd]
     with tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
@@ -175,24 +178,25 @@ def flowlogs_section(args: argparse.Namespace, row) -> list[str]:  # type: ignor
     ]
 
 
+def table_row(r: Result, ratio: str, out: str) -> str:
+    n = len(r.runs)
+    how = f"best of {n}" if n > 1 else "1 run"
+    return (f"| {r.name} | {label(r.frames)} | {r.best.wall:.2f} ({how}) | "
+            f"{r.best.cpu:.2f} | {r.rate:,.0f} | {ratio} | {r.best.rss_kb / 1024:.0f} | "
+            f"{out} |")
+
+
 def session_count(path: Path) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="100k-frame capture (and 400k for memory growth), a fast check")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per contender (best of)")
-    ap.add_argument("--slow", type=float, default=10.0,
-                    help="dpkt/tshark runs longer than this many seconds are not repeated")
-    args = ap.parse_args()
-    for tool in ("taskset", "tshark"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} not found; the benchmark needs it")
+def module_version(name: str) -> str:
+    return version([sys.executable, "-c", f"import {name}; print({name}.__version__)"])
 
+
+def captures(args: argparse.Namespace) -> tuple[Path, Path, int, int]:
     small, large = (100_000, 400_000) if args.quick else (1_000_000, 4_000_000)
     OUT.mkdir(parents=True, exist_ok=True)
     cap = OUT / f"erspan2-{label(small)}.pcap"
@@ -200,9 +204,14 @@ def main() -> None:
     print("captures:", file=sys.stderr)
     ensure_capture(cap, small)
     ensure_capture(cap_large, large)
+    return cap, cap_large, small, large
 
+
+def decap_section(args: argparse.Namespace) -> list[str]:
+    """flowscope decap vs a dpkt loop vs tshark -T fields; peak RSS on 4x the frames."""
+    cap, cap_large, small, large = captures(args)
     fs = flowscope_cmd()
-    print(f"timing on {cap.name} ({small:,} frames), CPU 0:", file=sys.stderr)
+    print(f"timing on {cap.name} ({small:,} frames), CPU {CPU}:", file=sys.stderr)
     flowscope = timed("flowscope decap", [*fs, "decap", str(cap), "-o",
                                           str(OUT / "flowscope.pcapng")],
                       small, args.repeat, args.slow, warmup=True)
@@ -212,12 +221,6 @@ def main() -> None:
     tshark = timed("tshark fields", ["tshark", "-r", str(cap), "-T", "fields", *fields],
                    small, args.repeat, args.slow)
     startup = timed("flowscope start-up", [*fs, "--help"], 0, args.repeat, args.slow)
-    print(f"sessions on {cap.name}:", file=sys.stderr)
-    sessions = timed("flowscope sessions", [*fs, "sessions", str(cap), "--format", "parquet",
-                                            "-o", str(OUT / "sessions.parquet")],
-                     small, args.repeat, args.slow, warmup=True)
-    conv = timed("tshark conv,tcp", ["tshark", "-q", "-z", "conv,tcp", "-r", str(cap)],
-                 small, args.repeat, args.slow)
     print(f"memory on {cap_large.name} ({large:,} frames):", file=sys.stderr)
     flowscope_large = timed("flowscope decap", [*fs, "decap", str(cap_large), "-o",
                                                 str(OUT / "flowscope-large.pcapng")],
@@ -227,22 +230,12 @@ def main() -> None:
     rss_small = max(r.rss_kb for r in flowscope.runs)
     rss_large = flowscope_large.best.rss_kb
     growth = 100.0 * (rss_large - rss_small) / rss_small
-
-    def row(r: Result, ratio: str, out: str) -> str:
-        n = len(r.runs)
-        how = f"best of {n}" if n > 1 else "1 run"
-        return (f"| {r.name} | {label(r.frames)} | {r.best.wall:.2f} ({how}) | "
-                f"{r.best.cpu:.2f} | {r.rate:,.0f} | {ratio} | {r.best.rss_kb / 1024:.0f} | "
-                f"{out} |")
-
-    def module_version(name: str) -> str:
-        return version([sys.executable, "-c", f"import {name}; print({name}.__version__)"])
-
-    lines = [
+    row = table_row
+    return [
         f"# flowscope decap vs dpkt vs tshark ({label(small)} ERSPAN II frames)",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M')}; {cpu_model()}; every process pinned to one "
-        f"core (`taskset -c 0`); Python {platform.python_version()}; flowscope "
+        f"core (`taskset -c {CPU}`); Python {platform.python_version()}; flowscope "
         f"{module_version('flowscope')}; dpkt {module_version('dpkt')}; numba "
         f"{module_version('numba')}; {version(['tshark', '--version']).rstrip('.')}.",
         "",
@@ -279,8 +272,21 @@ def main() -> None:
         f"- {tshark.name}: `{tshark.command} > /dev/null`",
         "",
     ]
+
+
+def sessions_section(args: argparse.Namespace) -> list[str]:
+    """flowscope sessions vs tshark -q -z conv,tcp on the decap benchmark's capture."""
+    cap, _, small, _ = captures(args)
+    fs = flowscope_cmd()
+    print(f"sessions on {cap.name}, CPU {CPU}:", file=sys.stderr)
+    sessions = timed("flowscope sessions", [*fs, "sessions", str(cap), "--format", "parquet",
+                                            "-o", str(OUT / "sessions.parquet")],
+                     small, args.repeat, args.slow, warmup=True)
+    conv = timed("tshark conv,tcp", ["tshark", "-q", "-z", "conv,tcp", "-r", str(cap)],
+                 small, args.repeat, args.slow)
     n_sessions = session_count(OUT / "sessions.parquet")
-    lines += [
+    row = table_row
+    return [
         f"## flowscope sessions vs tshark -z conv,tcp ({label(small)} frames, "
         f"{n_sessions:,} sessions)",
         "",
@@ -301,9 +307,34 @@ def main() -> None:
         f"- {conv.name}: `{conv.command} > /dev/null`",
         "",
     ]
-    lines += flowlogs_section(args, row)
+
+
+SECTIONS = {"decap": decap_section, "sessions": sessions_section,
+            "flowlogs": lambda args: flowlogs_section(args, table_row)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="100k-frame capture (and 400k for memory growth), a fast check")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per contender (best of)")
+    ap.add_argument("--slow", type=float, default=10.0,
+                    help="dpkt/tshark runs longer than this many seconds are not repeated")
+    ap.add_argument("--cpu", default="0", help="the core to pin every contender to")
+    ap.add_argument("--only", choices=tuple(SECTIONS),
+                    help="run one section (writes bench/out/results-SECTION.md)")
+    args = ap.parse_args()
+    global CPU
+    CPU = args.cpu
+    for tool in ("taskset", "tshark"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found; the benchmark needs it")
+    lines: list[str] = []
+    for name, section in SECTIONS.items():
+        if args.only in (None, name):
+            lines += section(args)
     text = "\n".join(lines)
-    (OUT / "results.md").write_text(text)
+    (OUT / (f"results-{args.only}.md" if args.only else "results.md")).write_text(text)
     print(text)
 
 
