@@ -207,12 +207,13 @@ def _read_until(proc: subprocess.Popen[bytes], fd: int, token: bytes, timeout: f
     return seen
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> tuple[bytes, bytes]:
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+          timeout: float = 5) -> tuple[bytes, bytes]:
     """Signal ``proc`` (if still running) and collect its output; kill it if it lingers."""
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
-        return proc.communicate(timeout=5)
+        return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.communicate()

@@ -89,7 +89,8 @@ def mirror(pair: NetnsPair, mirror_type: str) -> Iterator[list[str]]:
         yield lines
         time.sleep(0.3)
     finally:
-        _, err = _stop(proc, signal.SIGINT)
+        # a cold Numba cache compiles the ring and encapsulation kernels at the first frame
+        _, err = _stop(proc, signal.SIGINT, READY_S)
     lines.extend(err.decode().splitlines())
     assert proc.returncode == 0, err.decode()
 
@@ -184,3 +185,51 @@ def test_mirror_of_real_tcp(tmp_path: Path, mirror_type: str) -> None:
                 sent_by_client = Ether(data)[IP].src == pair.client_ip
                 assert d == (2 if sent_by_client else 1)
                 assert 0 < c - t < 10**9  # the client's tap time, before the collector's
+
+
+def inject(pair: NetnsPair, ns: str, ifname: str, frame: bytes) -> None:
+    """Send one raw Ethernet frame out of ``ifname`` in namespace ``ns`` (AF_PACKET)."""
+    code = ("import socket, sys; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); "
+            f"s.bind(({ifname!r}, 0)); s.send(bytes.fromhex(sys.argv[1]))")
+    _run(pair.exec(ns, sys.executable, "-I", "-c", code, frame.hex()))
+
+
+def test_type3_direction_is_what_the_kernel_says(tmp_path: Path) -> None:
+    """The D bit comes from the capture ring's sll_pkttype, not from MAC addresses: a frame
+    the client sends with someone else's source address (as a bridge forwards) is egress, a
+    frame it receives carrying the client's own address (spoofed) is ingress."""
+    erspan_path = tmp_path / "erspan.pcap"
+    try:
+        ctx = netns_pair()
+        pair = ctx.__enter__()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"cannot create network namespaces here: {exc}")
+    try:
+        jumbo_links(pair)
+        client_mac = Path(f"/sys/class/net/{pair.client_if}/address")
+        mac = subprocess.run(pair.exec(pair.client_ns, "cat", str(client_mac)),
+                             capture_output=True, text=True, check=True).stdout.strip()
+
+        def udp(src_mac: str, src: str, dst: str, marker: bytes) -> bytes:
+            from scapy.layers.inet import UDP
+            return bytes(Ether(src=src_mac, dst="ff:ff:ff:ff:ff:ff") / IP(src=src, dst=dst)
+                         / UDP(sport=5555, dport=5555) / marker)
+
+        forwarded_out = udp("02:00:00:00:00:99", "10.9.9.9", pair.server_ip, b"sent-foreign")
+        spoofed_in = udp(mac, pair.server_ip, pair.client_ip, b"received-own-mac")
+        with gre_sink(pair), \
+                tcpdump(pair, erspan_path, f"ip proto 47 and dst host {COLLECTOR_IP}"), \
+                mirror(pair, "3"):
+            inject(pair, pair.client_ns, pair.client_if, forwarded_out)
+            inject(pair, pair.server_ns, pair.server_if, spoofed_in)
+            time.sleep(0.3)
+    finally:
+        ctx.__exit__(None, None, None)
+
+    seen = {}
+    for batch, rows in PacketRun([str(erspan_path)]).batches():
+        for k in range(len(batch)):
+            o, n = int(rows["inner_off"][k]), int(rows["inner_caplen"][k])
+            seen[batch.buf[o : o + n].tobytes()] = int(rows["direction"][k])
+    assert seen.get(forwarded_out) == 2  # egress
+    assert seen.get(spoofed_in) == 1  # ingress

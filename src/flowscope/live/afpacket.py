@@ -17,7 +17,10 @@ Layouts (include/uapi/linux/if_packet.h):
   u64 seq_num @24, ts_first_pkt @32, ts_last_pkt @40.
 * ``tpacket3_hdr``: u32 tp_next_offset @0, u32 tp_sec @4, u32 tp_nsec @8, u32 tp_snaplen
   @12, u32 tp_len @16, u32 tp_status @20, u16 tp_mac @24, u16 tp_net @26, then
-  ``tpacket_hdr_variant1``: u32 tp_rxhash @28, u32 tp_vlan_tci @32, u16 tp_vlan_tpid @36.
+  ``tpacket_hdr_variant1``: u32 tp_rxhash @28, u32 tp_vlan_tci @32, u16 tp_vlan_tpid @36;
+  48 bytes, then (at ``TPACKET_ALIGN(sizeof(struct tpacket3_hdr))`` = 48) a ``sockaddr_ll``
+  whose ``sll_pkttype`` @10 (so @58) says how the frame passed the interface:
+  ``PACKET_OUTGOING`` (4) for frames this host sent, else received (linux/if_packet.h).
 
 A VLAN tag the NIC (or veth) stripped into ``tp_vlan_tci`` is put back into the frame, as
 libpcap does, so the bytes are what the wire carried.
@@ -56,6 +59,8 @@ TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
 ETH_P_8021Q = 0x8100
+SLL_PKTTYPE = 48 + 10  # tpacket3_hdr, aligned, then sockaddr_ll.sll_pkttype
+PACKET_OUTGOING = 4
 
 BLOCK_STATUS = 8  # byte offsets in tpacket_block_desc
 BLOCK_NUM_PKTS = 12
@@ -76,9 +81,9 @@ def _u16(b, p):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
-def copy_blocks(ring, blocks, out, offset, caplen, wirelen, ts_ns):  # pragma: no cover
+def copy_blocks(ring, blocks, out, offset, caplen, wirelen, ts_ns, pkttype):  # pragma: no cover
     """Copy every frame of the given blocks (byte offsets into ``ring``) into ``out``;
-    fill the columns; return (frames, bytes used)."""
+    fill the columns (``pkttype``: each frame's sll_pkttype); return (frames, bytes used)."""
     n = 0
     p = 0
     for b in range(blocks.shape[0]):
@@ -91,6 +96,7 @@ def copy_blocks(ring, blocks, out, offset, caplen, wirelen, ts_ns):  # pragma: n
             offset[n] = p
             ts_ns[n] = _u32(ring, hdr + 4) * 1_000_000_000 + _u32(ring, hdr + 8)
             length = _u32(ring, hdr + 16)
+            pkttype[n] = ring[hdr + SLL_PKTTYPE]
             if status & TP_STATUS_VLAN_VALID and snap >= 12:
                 # Re-insert the stripped 802.1Q tag after the two MAC addresses.
                 tpid = _u16(ring, hdr + 36) if status & TP_STATUS_VLAN_TPID_VALID else 0
@@ -147,6 +153,8 @@ class PacketRing:
         self._spare: tuple[np.ndarray, ...] = (np.empty(0, np.uint8), np.empty(0, np.int64))
         self._next = 0  # the block the kernel hands over next (blocks are used in order)
         self._frames = 0  # frames yielded so far (1-based numbering of PacketBatch.frame)
+        # per frame of the batch last yielded: did this host send it (PACKET_OUTGOING)?
+        self.outgoing = np.zeros(0, np.bool_)
         try:
             # Protocol 0: no frame is queued before the ring exists and the socket is bound.
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -251,12 +259,12 @@ class PacketRing:
             spare = (np.empty(size, np.uint8), np.empty(frames, np.int64),
                      np.empty(frames, np.int32), np.empty(frames, np.int32),
                      np.empty(frames, np.int64), np.full(frames, LINKTYPE_ETHERNET, np.int32),
-                     np.empty(frames, np.int64))
+                     np.empty(frames, np.int64), np.empty(frames, np.uint8))
             if reuse:
                 self._spare = spare
-        out, offset, caplen, wirelen, ts_ns, linktype, frame = spare
+        out, offset, caplen, wirelen, ts_ns, linktype, frame, pkttype = spare
         n, used = copy_blocks(self._ring, np.asarray(blocks, np.int64) * self.block_size,
-                              out, offset, caplen, wirelen, ts_ns)
+                              out, offset, caplen, wirelen, ts_ns, pkttype)
         # Only after the copy: hand the blocks back to the kernel.
         self._status[self._status_index[blocks]] = TP_STATUS_KERNEL
         self._next = (blocks[-1] + 1) % self.block_count
@@ -264,6 +272,7 @@ class PacketRing:
             return None
         frame[:n] = np.arange(self._frames + 1, self._frames + 1 + n, dtype=np.int64)
         self._frames += n
+        self.outgoing = pkttype[:n] == PACKET_OUTGOING
         return PacketBatch(out[:used], offset[:n], caplen[:n], wirelen[:n], ts_ns[:n],
                            linktype[:n], frame[:n])
 

@@ -18,9 +18,11 @@ is an IP packet to the collector carrying GRE (ERSPAN) or UDP to the VXLAN port 
 mirrored, whatever interface it is on; nor is an ICMP error quoting one (what a collector
 with no GRE listener sends back for every copy).
 
-Direction (ERSPAN III's D bit): a frame whose Ethernet source is the interface's own
-address left this host (egress, as AF_PACKET's PACKET_OUTGOING would say); any other
-arrived (ingress).  Frames a bridge port forwards on behalf of others count as ingress.
+Direction (ERSPAN III's D bit): on an interface, what the kernel says — a frame the ring
+reports as PACKET_OUTGOING (sll_pkttype) left through the port (egress, also when a bridge
+or a router forwards it with another source address); any other arrived (ingress).  Frames
+from files have no such mark: there a frame whose Ethernet source is the interface's own
+address counts as egress.
 """
 
 from __future__ import annotations
@@ -238,10 +240,12 @@ class Mirror:
         st.errors = dict(self.sender.errors)
         st.send_errors = sum(st.errors.values())
 
-    def run(self, batches: Iterable[PacketBatch], stop: threading.Event) -> MirrorStats:
-        """Mirror every batch until the input ends, ``stop`` is set, or --count is reached."""
+    def run(self, batches: Iterable[PacketBatch], stop: threading.Event,
+            direction_of: Callable[[PacketBatch], np.ndarray] | None = None) -> MirrorStats:
+        """Mirror every batch until the input ends, ``stop`` is set, or --count is reached;
+        ``direction_of(batch)`` gives the frames' directions where the source knows them."""
         for batch in batches:
-            self.process(batch)
+            self.process(batch, None if direction_of is None else direction_of(batch))
             if self.done:
                 stop.set()
             if stop.is_set():
@@ -312,7 +316,10 @@ def run_live(config: MirrorConfig, stop: threading.Event,
         if ready is not None:
             ready()
         try:
-            mirror.run(ring.batches(stop), stop)
+            # the kernel says which frames this host sent (sll_pkttype PACKET_OUTGOING):
+            # egress even when forwarded or bridged with another source address
+            mirror.run(ring.batches(stop), stop,
+                       lambda _: np.where(ring.outgoing, EGRESS, INGRESS).astype(np.int8))
         finally:
             stop.set()
             thread.join()
