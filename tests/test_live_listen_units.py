@@ -74,6 +74,7 @@ def pcapng_packets(path: Path) -> list[tuple[str, bytes, int, bytes]]:
 BLOCK_SIZE = 1 << 14
 HDR_LEN = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 MAC_OFF = HDR_LEN + 20  # where the frame starts after the header (room for sockaddr_ll)
+PKTTYPES = (0, 1, 2, 3, 4)  # sll_pkttype: HOST, BROADCAST, MULTICAST, OTHERHOST, OUTGOING
 
 frames_st = st.lists(
     st.tuples(st.binary(min_size=14, max_size=300),
@@ -94,6 +95,9 @@ def ring_block(frames: list[tuple[bytes, tuple[int, int] | None, int]], start_ns
             tci, tpid = vlan
             status |= TP_STATUS_VLAN_VALID | (TP_STATUS_VLAN_TPID_VALID if tpid else 0)
         size = (MAC_OFF + len(frame) + 15) // 16 * 16
+        # sockaddr_ll after the header: family, protocol, ifindex, hatype, pkttype @10
+        struct.pack_into("<HHiHB", block, p + HDR_LEN, 17, 0x0300, 7, 1,
+                         PKTTYPES[k % len(PKTTYPES)])
         nxt = size if k < len(frames) - 1 else 0
         t = start_ns + k * 1001
         struct.pack_into("<IIIIIIHHIIHH", block, p, nxt, t // 10**9, t % 10**9, len(frame),
@@ -120,8 +124,9 @@ def test_block_walk_copies_every_frame_and_restores_vlan_tags(blocks):
     out = np.zeros(len(blocks) * BLOCK_SIZE + 4 * total, np.uint8)
     offset, ts_ns = np.zeros(total, np.int64), np.zeros(total, np.int64)
     caplen, wirelen = np.zeros(total, np.int32), np.zeros(total, np.int32)
+    pkttype = np.zeros(total, np.uint8)
     n, used = copy_blocks(ring, np.arange(len(blocks), dtype=np.int64) * BLOCK_SIZE, out,
-                          offset, caplen, wirelen, ts_ns)
+                          offset, caplen, wirelen, ts_ns, pkttype)
     assert n == total
     k = 0
     for b, frames in enumerate(blocks):
@@ -131,6 +136,7 @@ def test_block_walk_copies_every_frame_and_restores_vlan_tags(blocks):
             assert got == want
             assert wirelen[k] == len(want) + cut
             assert ts_ns[k] == 1_700_000_000_123_456_789 + 10**6 * b + j * 1001
+            assert pkttype[k] == PKTTYPES[j % len(PKTTYPES)]
             k += 1
     assert used == sum(len(expected_frame(f, v)) for fs in blocks for f, v, _ in fs)
 
@@ -310,7 +316,7 @@ def test_decode_of_batches_is_unchanged_by_the_ring_copy():
     out = np.zeros(BLOCK_SIZE, np.uint8)
     cols = [np.zeros(1, np.int64), np.zeros(1, np.int32), np.zeros(1, np.int32),
             np.zeros(1, np.int64)]
-    copy_blocks(ring, np.zeros(1, np.int64), out, *cols)
+    copy_blocks(ring, np.zeros(1, np.int64), out, *cols, np.zeros(1, np.uint8))
     from flowscope.batch import PacketBatch
 
     batch = PacketBatch(out, cols[0], cols[1], cols[2], cols[3], np.ones(1, np.int32),
