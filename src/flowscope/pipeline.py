@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 from flowscope.analyse.mirrors import MirrorTracker
 from flowscope.batch import PacketBatch
 from flowscope.decode import DecodeConfig, decode
 from flowscope.decode.codes import ERRORS
 from flowscope.sources import Problems, read_captures
+
+if TYPE_CHECKING:  # pyarrow is imported by the session path only: decap starts without it
+    import pyarrow as pa
 
 
 @dataclass
@@ -67,6 +70,8 @@ def track_sessions(run: PacketRun, batches: Iterable[tuple[PacketBatch, np.ndarr
                    interval_ns: int | None = None) -> SessionResult:
     """Run the session trackers over a packet run (its batches, or the given iterator of
     them, e.g. one wrapped in a progress bar)."""
+    import pyarrow as pa
+
     from flowscope.analyse.qp_rows import merge
     from flowscope.analyse.sessions import SessionTracker
     from flowscope.analyse.timeline import Timeline

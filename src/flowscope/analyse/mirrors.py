@@ -158,49 +158,98 @@ def _hw_time(st, ts32, gra, platform, info, capture_ns):  # pragma: no cover - c
     return full * unit
 
 
+@nb.njit(inline="always", cache=True)
+def _stream_hash(r):  # pragma: no cover - compiled
+    """FNV-1a over the row's stream key (64 bits: a collision between two of the few
+    streams of a capture has probability ~n^2/2^64); never 0, the "no stream" hash."""
+    h = np.uint64(0xCBF29CE484222325)
+    for k in range(16):
+        h = (h ^ np.uint64(r.outer_src[k])) * np.uint64(0x100000001B3)
+        h = (h ^ np.uint64(r.outer_dst[k])) * np.uint64(0x100000001B3)
+    for v in (np.int64(r.outer_ipver), np.int64(r.tunnel), r.gre_key,
+              np.int64(r.erspan_session), np.int64(r.vni), np.int64(r.erspan_type)):
+        h = (h ^ np.uint64(v & 0xFFFFFFFFFFFF)) * np.uint64(0x100000001B3)
+    return h | np.uint64(1)
+
+
+@nb.njit(inline="always", cache=True)
+def _same_stream(a, b):  # pragma: no cover - compiled
+    """Whether two rows have the same stream key (STREAM_KEY's fields)."""
+    if (a.tunnel != b.tunnel or a.gre_key != b.gre_key or a.erspan_session != b.erspan_session
+            or a.vni != b.vni or a.erspan_type != b.erspan_type
+            or a.outer_ipver != b.outer_ipver):
+        return False
+    for k in range(16):
+        if a.outer_src[k] != b.outer_src[k] or a.outer_dst[k] != b.outer_dst[k]:
+            return False
+    return True
+
+
 @nb.njit(cache=True)
 def stream_hashes(rows, out):  # pragma: no cover - compiled
-    """FNV-1a over each row's stream key (64 bits: a collision between two of the few
-    streams of a capture has probability ~n^2/2^64)."""
     for i in range(rows.shape[0]):
-        r = rows[i]
-        if r.tunnel == 0:
+        if rows[i].tunnel == 0:
             out[i] = 0
-            continue
-        h = np.uint64(0xCBF29CE484222325)
-        for k in range(16):
-            h = (h ^ np.uint64(r.outer_src[k])) * np.uint64(0x100000001B3)
-            h = (h ^ np.uint64(r.outer_dst[k])) * np.uint64(0x100000001B3)
-        for v in (np.int64(r.outer_ipver), np.int64(r.tunnel), r.gre_key,
-                  np.int64(r.erspan_session), np.int64(r.vni), np.int64(r.erspan_type)):
-            h = (h ^ np.uint64(v & 0xFFFFFFFFFFFF)) * np.uint64(0x100000001B3)
-        out[i] = h | np.uint64(1)  # never 0, the "no stream" hash
+        else:
+            out[i] = _stream_hash(rows[i])
+
+
+RECENT = 8  # streams remembered by row (a key comparison is cheaper than the hash)
 
 
 @nb.njit(cache=True)
-def account(stream, rows, state):  # pragma: no cover - compiled
-    for i in range(stream.shape[0]):
-        s = stream[i]
-        if s < 0:
-            continue
+def track(rows, i, known_hash, known_id, state):  # pragma: no cover - compiled
+    """Stream id (r.stream) and accounting for rows[i:], until a row whose stream is not in
+    known_hash (sorted) yet: returns that row's index, or the number of rows when done.
+    A row of the same stream as one of the last RECENT streams met is matched by key,
+    without hashing."""
+    recent = np.full(RECENT, -1, np.int64)  # row indices, one per recently met stream
+    slot = 0
+    n = rows.shape[0]
+    while i < n:
         r = rows[i]
-        st = state[s]
-        if st.packets == 0:
-            st.first_ts = r.ts_ns
-            st.last_hw_ts = -1
-        st.packets += 1
-        st.bytes += r.wirelen
-        st.first_ts = min(st.first_ts, r.ts_ns)
-        st.last_ts = max(st.last_ts, r.ts_ns)
-        st.quirks |= r.quirks
-        if r.direction > 0:
-            st.directions |= np.uint8(1 << (r.direction - 1))
-        if r.gre_seq >= 0:
-            _sequence(st, r.gre_seq)
-            r.mirror_gaps = st.gaps
-        if r.erspan_ts >= 0:
-            r.orig_ts = _hw_time(st, r.erspan_ts, r.erspan_gra, r.erspan_platform,
-                                 r.erspan_platform_info, r.ts_ns)
+        if r.tunnel == 0:
+            r.stream = -1
+            i += 1
+            continue
+        s = -1
+        for k in range(RECENT):
+            j = recent[k]
+            if j >= 0 and _same_stream(r, rows[j]):
+                s = rows[j].stream
+                break
+        if s < 0:
+            h = _stream_hash(r)
+            k = np.searchsorted(known_hash, h)
+            if k == known_hash.shape[0] or known_hash[k] != h:
+                return i
+            s = known_id[k]
+            recent[slot] = i
+            slot = (slot + 1) % RECENT
+        r.stream = s
+        _account(r, state[s])
+        i += 1
+    return n
+
+
+@nb.njit(inline="always", cache=True)
+def _account(r, st):  # pragma: no cover - compiled
+    if st.packets == 0:
+        st.first_ts = r.ts_ns
+        st.last_hw_ts = -1
+    st.packets += 1
+    st.bytes += r.wirelen
+    st.first_ts = min(st.first_ts, r.ts_ns)
+    st.last_ts = max(st.last_ts, r.ts_ns)
+    st.quirks |= r.quirks
+    if r.direction > 0:
+        st.directions |= np.uint8(1 << (r.direction - 1))
+    if r.gre_seq >= 0:
+        _sequence(st, r.gre_seq)
+        r.mirror_gaps = st.gaps
+    if r.erspan_ts >= 0:
+        r.orig_ts = _hw_time(st, r.erspan_ts, r.erspan_gra, r.erspan_platform,
+                             r.erspan_platform_info, r.ts_ns)
 
 
 class MirrorTracker:
@@ -210,23 +259,36 @@ class MirrorTracker:
         self.ids: dict[int, int] = {}  # stream key hash -> stream id
         self.keys = np.zeros(0, STREAM_KEY)
         self.state = np.zeros(0, STATE)
+        self._known: tuple[dict[int, int], int, np.ndarray, np.ndarray] | None = None
 
     def update(self, rows: np.ndarray) -> None:
+        i = 0
+        while True:
+            known_hash, known_id = self._lookup()
+            i = track(rows, i, known_hash, known_id, self.state)
+            if i == rows.shape[0]:
+                return
+            self._add_streams(rows[i:])
+
+    def _lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """self.ids as sorted arrays for track (rebuilt when streams are added, or when
+        ids is replaced, as a copy of the tracker does)."""
+        if self._known is None or self._known[0] is not self.ids or \
+                self._known[1] != len(self.ids):
+            pairs = sorted(self.ids.items())
+            self._known = (self.ids, len(self.ids),
+                           np.array([h for h, _ in pairs], np.uint64),
+                           np.array([s for _, s in pairs], np.int64))
+        return self._known[2], self._known[3]
+
+    def _add_streams(self, rows: np.ndarray) -> None:
+        """Number the streams first met in rows, in hash order."""
         hashes = np.empty(rows.shape[0], np.uint64)
         stream_hashes(rows, hashes)
-        stream = np.full(rows.shape[0], -1, np.int32)
-        uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        local = np.full(uniq.shape[0], -1, np.int32)
+        uniq, first = np.unique(hashes, return_index=True)
         for j, h in enumerate(uniq.tolist()):  # one step per distinct stream, not per packet
-            row = rows[first[j]]
-            if row["tunnel"] == 0:
-                continue
-            if h not in self.ids:
-                self._new_stream(h, row)
-            local[j] = self.ids[h]
-        stream[:] = local[inverse.ravel()]
-        rows["stream"] = stream
-        account(stream, rows, self.state)
+            if h and h not in self.ids:
+                self._new_stream(h, rows[first[j]])
 
     def _new_stream(self, key: int, row: np.void) -> None:
         sid = len(self.ids)
