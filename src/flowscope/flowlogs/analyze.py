@@ -2,28 +2,27 @@
 
 Reads every file (AWS text, with or without header, gzip), reports what the format allows
 (the capability report), runs :func:`flowscope.flowlogs.connections.connections` on embedded
-DuckDB through Ibis, and returns an Arrow table: failing connections first.
+DuckDB (as SQL compiled from Ibis, :mod:`flowscope.flowlogs.compiled`), and returns an Arrow
+table: failing connections first.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import ibis
-import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowscope.errors import FlowscopeError
-from flowscope.flowlogs import aws_text, cloud_json, connections
+from flowscope.flowlogs import aws_text, cloud_json, compiled
 from flowscope.flowlogs import fields as f
 
 SUFFIXES = (".log", ".txt", ".json", ".jsonl", ".gz", ".parquet")
-FLAG_NAMES = ((connections.SYN_ACK, "SYN-ACK"), (connections.SYN, "SYN"), (connections.FIN, "FIN"),
-              (connections.RST, "RST"))
+FLAG_NAMES = ((f.SYN_ACK, "SYN-ACK"), (f.SYN, "SYN"), (f.FIN, "FIN"), (f.RST, "RST"))
 
 
 @dataclass
@@ -56,21 +55,27 @@ def expand(paths: Iterable[str]) -> list[str]:
 
 
 def flag_names(values: pa.Array) -> pa.Array:
-    """OR-ed tcp-flags as names: 19 -> 'SYN-ACK|FIN'."""
-    uniq = pc.unique(values).to_pylist()
-    names = {}
-    for v in uniq:
-        if v is None:
-            continue
+    """OR-ed tcp-flags as names: 19 -> 'SYN-ACK|FIN'.  Named once per distinct value, then
+    looked up (a connection table holds a handful of distinct values)."""
+    uniq = pc.drop_null(pc.unique(values))
+    names = []
+    for v in uniq.to_pylist():
         left, parts = int(v), []
         for bits, name in FLAG_NAMES:
             if left & bits == bits:
                 parts.append(name)
                 left &= ~bits
-        names[v] = "|".join(parts) if parts else "-" if v == 0 else f"0x{v:x}"
-    keys = [k for k in names]
-    index = pc.index_in(values, value_set=pa.array(keys, values.type))
-    return pc.take(pa.array([names[k] for k in keys], pa.string()), index)
+        names.append("|".join(parts) if parts else "-" if v == 0 else f"0x{v:x}")
+    return pc.take(_strings(names), pc.index_in(values, value_set=uniq))
+
+
+def _strings(values: list[str]) -> pa.Array:
+    """A string array from its buffers (``pa.array`` imports pandas: 0.3 s)."""
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(data), [
+        None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
 
 
 def capabilities(fields_seen: set[str]) -> list[str]:
@@ -97,59 +102,70 @@ def _sniff(path: str, log_format: tuple[str, ...] | None) -> tuple[bool, tuple[s
     return log.header, log.fields
 
 
-class Engine:
-    """Embedded DuckDB, driven with the SQL that Ibis compiles from the analysis.
+def duckdb_settings() -> dict[str, str | bool | int | float | list[str]]:
+    """One DuckDB thread per CPU this process may run on (not per CPU of the machine: a
+    pinned process would otherwise time-slice its threads); at most half the RAM, the rest
+    spilled to a private temporary directory, so logs larger than RAM still run; no
+    insertion order to keep (every result is ordered by the query)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"threads": cpus or 1, "memory_limit": f"{ram // 2 >> 20}MiB",
+            "temp_directory": os.path.join(tempfile.gettempdir(),
+                                           f"flowscope-duckdb-{os.getpid()}"),
+            "preserve_insertion_order": False}
 
-    Inputs become DuckDB tables or views; :meth:`table` describes one to Ibis as an unbound
-    table of that name, so the expressions compile to plain DuckDB SQL that runs on this
-    connection (no Ibis backend round trip: its result conversion cost a second per million
-    connections)."""
+
+class Engine:
+    """Embedded DuckDB, running the SQL compiled from the analysis' Ibis expressions
+    (:mod:`flowscope.flowlogs.compiled`) on the tables and views it holds."""
 
     def __init__(self) -> None:
         import duckdb
 
-        self.db = duckdb.connect()
+        self.db = duckdb.connect(config=duckdb_settings())
         self._n = 0
 
     def name(self, kind: str) -> str:
         self._n += 1
         return f"{kind}_{self._n}"
 
-    def table(self, name: str) -> ir.Table:
+    def describe(self, name: str, kind: str) -> compiled.Input:
         schema = self.db.sql(f"SELECT * FROM {name} LIMIT 0").to_arrow_table().schema
-        return ibis.table(ibis.Schema.from_pyarrow(schema), name=name)
+        return compiled.Input(name, schema, kind)
 
-    def arrow(self, table: pa.Table) -> ir.Table:
+    def arrow(self, table: pa.Table, kind: str) -> compiled.Input:
         name = self.name("arrow")
         self.db.register(name, table)
-        return self.table(name)
+        return self.describe(name, kind)
 
-    def parquet(self, path: str) -> ir.Table:
+    def parquet(self, path: str) -> compiled.Input:
         name = self.name("parquet")
         quoted = path.replace("'", "''")
         self.db.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet('{quoted}')")
-        return self.table(name)
+        return self.describe(name, "parquet")
 
-    def run(self, expr: ir.Table) -> pa.Table:
-        """The expression's rows, typed as Ibis says (DuckDB sums BIGINT into HUGEINT)."""
-        out = self.db.sql(str(ibis.to_sql(expr, dialect="duckdb"))).to_arrow_table()
-        return out.cast(expr.schema().to_pyarrow())
+    def run(self, query: str, inputs: list[compiled.Input], per_interface: bool = False
+            ) -> pa.Table:
+        """The query's rows, typed as Ibis says (DuckDB sums BIGINT into HUGEINT)."""
+        text, schema = compiled.sql(query, inputs, per_interface)
+        return self.db.sql(text).to_arrow_table().cast(schema)
 
 
 def _read_native(con: Engine, path: str, header: bool, names: tuple[str, ...],
-                 result: Analysis) -> ir.Table:
-    """DuckDB parses the file itself (parallel, compressed input, spills to disk); the lines
-    it rejects come back with their numbers: re-split if only spaces were doubled, else
-    reported as file:line: reason."""
+                 result: Analysis) -> list[compiled.Input]:
+    """DuckDB parses the file itself (parallel, compressed input, spills to disk) into a
+    table of the fields the analysis reads, typed, named as columns; the lines it rejects
+    come back with their numbers: re-split if only spaces were doubled, else reported as
+    file:line: reason."""
     columns = {n: DUCKDB_TYPES[str(f.TYPES.get(n, pa.string()))] for n in names}
     spec = ", ".join(f"'{n}': '{t}'" for n, t in columns.items())
     table = con.name("flows")
     rejects, scan = f"rejects_{table}", f"scan_{table}"
     db = con.db
-    used = [n for n in names if f.column(n) in connections.USED] or list(names[:1])
-    select = ", ".join(f'"{n}"' for n in used)
+    used = [n for n in names if f.column(n) in f.ANALYSED] or list(names[:1])
+    select = ", ".join(f'"{n}" AS "{f.column(n)}"' for n in used)
     db.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT {select}, 0 AS _line FROM read_csv(?, delim=' ', "
+        f"CREATE TEMP TABLE {table} AS SELECT {select} FROM read_csv(?, delim=' ', "
         f"quote='', escape='', header={'true' if header else 'false'}, nullstr='-', "
         f"columns={{{spec}}}, store_rejects=true, rejects_table='{rejects}', "
         f"rejects_scan='{scan}', strict_mode=false, auto_detect=false)", [path])
@@ -163,19 +179,19 @@ def _read_native(con: Engine, path: str, header: bool, names: tuple[str, ...],
             continue
         if len(parts) == len(names) and kind != "CAST":
             row = dict(zip(names, parts, strict=True))
-            repaired.append({n: row[n] for n in used} | {"_line": line})
+            repaired.append({n: row[n] for n in used})
         elif kind == "CAST":
             result.problems.append(f"{path}:{line}: {column} is not a number")
         else:
             result.problems.append(f"{path}:{line}: {len(parts)} fields where the format has "
                                    f"{len(names)}")
-    t = con.table(table)
+    inputs = [con.describe(table, "aws")]
     if repaired:
-        fixed = pa.table({n: pa.array([None if r[n] == "-" else r[n] for r in repaired],
-                                      pa.string()).cast(f.TYPES.get(n, pa.string()))
-                          for n in used} | {"_line": pa.array([r["_line"] for r in repaired])})
-        t = t.union(con.arrow(fixed.cast(t.schema().to_pyarrow())))
-    return t.rename({f.column(n): n for n in used})
+        fixed = pa.table({f.column(n): pa.array([None if r[n] == "-" else r[n]
+                                                 for r in repaired], pa.string())
+                          .cast(f.TYPES.get(n, pa.string())) for n in used})
+        inputs.append(con.arrow(fixed.cast(inputs[0].schema), "aws"))
+    return inputs
 
 
 def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
@@ -186,17 +202,16 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
     result = Analysis(pa.table({}))
     seen: set[str] = set()
     con = Engine()
-    tables: list[ir.Table] = []
+    inputs: list[compiled.Input] = []
     clouds: set[str] = set()
     for path in expand(paths):
         try:
             if path.endswith(".parquet"):
                 # AWS Parquet flow logs: the fields with '_' for '-', typed by the schema
-                t = con.parquet(path)
-                t = t.rename({f.column(c): c for c in t.columns if "-" in c})
+                source = con.parquet(path)
                 result.files += 1
-                seen |= {c.replace("_", "-") for c in t.columns}
-                tables.append(connections.records(t))
+                seen |= {c.replace("_", "-") for c in source.schema.names}
+                inputs.append(source)
                 continue
             kind = _json_kind(path)
             if kind == "cloudwatch":
@@ -210,8 +225,7 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
                 result.problems += [p.replace("<stdin>", path) for p in log.problems]
                 if batches:
                     seen |= set(log.fields)
-                    tables.append(connections.records(
-                        con.arrow(pa.Table.from_batches(batches))))
+                    inputs.append(con.arrow(pa.Table.from_batches(batches), "aws"))
                 continue
             if kind:
                 result.files += 1
@@ -220,17 +234,18 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
                 read = cloud_json.gcp_records if kind == "gcp" else cloud_json.azure_records
                 table = read(data, path, result.problems)
                 if table.num_rows:
-                    tables.append(con.arrow(table))
+                    inputs.append(con.arrow(table, "records"))
                 continue
+            stdin: list[compiled.Input] = []
             if path == "-":
                 log, parts = aws_text.read(_stdin(), log_format)
                 batches = list(parts)
                 header, names = log.header, log.fields
                 result.problems += log.problems
-                t = con.arrow(pa.Table.from_batches(batches)) if batches else None
+                if batches:
+                    stdin.append(con.arrow(pa.Table.from_batches(batches), "aws"))
             else:
                 header, names = _sniff(path, log_format)
-                t = None
         except OSError as e:
             result.problems.append(f"{path}: cannot read: {e.strerror or e}")
             continue
@@ -240,12 +255,11 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
             result.problems.append(f"{path}: the format lacks {', '.join(missing)}: its "
                                    f"records cannot be paired into connections")
             continue
-        if path != "-":
-            t = _read_native(con, path, header, names, result)
-        if t is None:
+        read_here = _read_native(con, path, header, names, result) if path != "-" else stdin
+        if not read_here:
             continue
         seen |= set(names)
-        tables.append(connections.records(t))
+        inputs += read_here
     if strict and result.problems:
         more = len(result.problems) - 1
         raise FlowscopeError(f"{result.problems[0]}" + (f" (and {more} more)" if more else "")
@@ -257,19 +271,14 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
     if "azure" in clouds:
         result.capabilities.append("Azure: no TCP flags (no handshake verdicts); denials come "
                                    "from the D state/decision")
-    if not tables:
+    if not inputs:
         raise FlowscopeError("no flow-log records found" + (
             f" ({result.problems[0]})" if result.problems else ""))
-    records = tables[0].union(*tables[1:]) if len(tables) > 1 else tables[0]
-    counts = con.run(records.aggregate(
-        n=records.count(), gaps=(records.status == f.STATUS_SKIPDATA).sum(),
-        interfaces=records.interface_id.nunique())).to_pylist()[0]
+    counts = con.run("summary", inputs).to_pylist()[0]
     result.records = int(counts["n"])
-    result.gaps = con.run(records.filter(records.status != "OK")
-                          .select("start", "end", "status"))
+    result.gaps = con.run("gaps", inputs)
     result.coverage_gaps = int(counts["gaps"] or 0)
-    out = con.run(connections.connections_from(records,
-                                               per_interface=counts["interfaces"] > 1))
+    out = con.run("connections", inputs, per_interface=counts["interfaces"] > 1)
     result.table = _finish(out)
     return result
 
@@ -309,16 +318,26 @@ def _finish(t: pa.Table) -> pa.Table:
     """Flag names, evidence as a list (the query already put failures first)."""
     cols = {name: t[name] for name in t.column_names}
     for side in ("tcp_flags_orig", "tcp_flags_resp"):
-        cols[side] = flag_names(pc.cast(t[side], pa.int64()).combine_chunks())
+        cols[side] = flag_names(t[side])
+    # a list of one text where there is evidence, else empty: offsets = 0, then the running
+    # count of texts (numpy over Arrow buffers: Arrow's to_numpy imports pandas, 0.3 s)
     evidence = t["evidence"].combine_chunks()
-    present = ~np.asarray(evidence.is_null().to_numpy(zero_copy_only=False), bool)
-    offsets = np.concatenate([[0], np.cumsum(present)]).astype(np.int32)
-    cols["evidence"] = pa.ListArray.from_arrays(pa.array(offsets), evidence.drop_null())
-    return pa.table(cols)
+    count = pc.cumulative_sum(pc.cast(pc.is_valid(evidence), pa.int32()))
+    offsets = np.zeros(len(evidence) + 1, np.int32)
+    if len(count):
+        offsets[1:] = np.frombuffer(count.buffers()[1], np.int32, len(count), count.offset * 4)
+    cols["evidence"] = pa.ListArray.from_arrays(
+        pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)]),
+        evidence.drop_null())
+    return pa.Table.from_arrays(list(cols.values()), names=list(cols))
 
 
 def to_sql(dialect: str) -> str:
     """The analysis as SQL for where the logs live (table ``flow_logs``)."""
+    import ibis
+
+    from flowscope.flowlogs import connections
+
     schema = {f.column(name): str(typ) for name, _, typ in f.FIELDS}
     fixed = {k: ("int64" if v == "int64" else "int32" if v == "int32" else
                  "int16" if v == "int16" else "string") for k, v in schema.items()}

@@ -23,8 +23,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-FIN, SYN, RST, SYN_ACK = 1, 2, 4, 18
-ACK_BIT = 16
+from flowscope.flowlogs.fields import ACK_BIT, ANALYSED, FIN, RST, SYN, SYN_ACK
 
 VERDICTS = ("denied", "refused", "unanswered", "reset_by_orig", "reset_by_resp",
             "late_after_close", "open", "ok", "midstream", "unknown")
@@ -52,10 +51,7 @@ def _col(t: ir.Table, name: str, typ: str) -> ir.Value:
     return t[name] if name in t.columns else ibis.null(typ)
 
 
-# The columns the analysis reads (readers may skip the others).
-USED = ("log_status", "srcaddr", "dstaddr", "pkt_srcaddr", "pkt_dstaddr", "srcport", "dstport",
-        "protocol", "packets", "bytes", "start", "end", "action", "tcp_flags", "interface_id",
-        "reject_reason")
+USED = ANALYSED  # the columns records() reads (readers may skip the others)
 MS_THRESHOLD = 100_000_000_000  # epoch seconds stay below this; larger is milliseconds
 
 
@@ -102,7 +98,6 @@ def _whole(t: ir.Table) -> dict[str, ir.Value]:
         "reject_first": ibis.ifelse(~accepted, t.start, ibis.null("int64")).min(),
         "rejected": (~accepted).any(), "accepted": accepted.any(),
         "interface_id": t.interface_id.min(), "reject_reason": t.reject_reason.max(),
-        "has_flags": t.flags.notnull().any(),
     }
 
 
@@ -137,7 +132,7 @@ def directions(r: ir.Table, per_interface: bool = True) -> ir.Table:
         **sides, first=e.first.min(), last=e.last.max(), close_ts=e.close_ts.min(),
         reject_first=e.reject_first.min(), rejected=e.rejected.any(),
         accepted=e.accepted.any(), interface_id=e.interface_id.min(),
-        reject_reason=e.reject_reason.max(), has_flags=e.has_flags.any())
+        reject_reason=e.reject_reason.max())
 
 
 def _any_of(v: ir.Value, values: tuple[str, ...]) -> ir.BooleanValue:
@@ -155,7 +150,12 @@ def connections(t: ir.Table, per_interface: bool = True) -> ir.Table:
 
 def connections_from(r: ir.Table, per_interface: bool = True) -> ir.Table:
     """One row per connection from normalised records (:func:`records`), failures first
-    (then by start time).  ``per_interface``: see :func:`directions`."""
+    (then by start time).  ``per_interface``: see :func:`directions`.
+
+    Built in stages (originator, then the originator's and responder's sides, then the
+    state, then the verdict), each a named column the next stage reads: written as one
+    expression, the SQL repeated the state's CASE in every verdict, evidence and problem
+    branch, and the engine evaluated it that many times."""
     r = r.filter([r.status == "OK", r.src.notnull(), r.dst.notnull()])
     j = directions(r, per_interface)
     xf = j.x_flags.fill_null(0)
@@ -171,28 +171,38 @@ def connections_from(r: ir.Table, per_interface: bool = True) -> ir.Table:
         else_=j.ap >= j.bp)
     o = j.mutate(a_orig=a_orig)
 
-    def pick(col: str, typ: str) -> tuple[ir.Value, ir.Value]:
+    def pick(col: str) -> tuple[ir.Value, ir.Value]:
         xa, ya = o[f"x_{col}"], o[f"y_{col}"]
         return ibis.ifelse(o.a_orig, xa, ya), ibis.ifelse(o.a_orig, ya, xa)
 
-    of, rf = pick("flags", "int32")
-    op, rp = pick("packets", "int64")
-    ob, rb = pick("bytes", "int64")
-    of, rf = of.fill_null(0), rf.fill_null(0)
-    has_flags = o.has_flags.fill_null(False)
-    tcp = o.proto == 6
+    # the two sides: orig_* from the originator, resp_* from the other end
+    of, rf = pick("flags")
+    op, rp = pick("packets")
+    ob, rb = pick("bytes")
+    rejected = o.rejected.fill_null(False)
+    s = o.select(
+        proto=o.proto,
+        orig_h=ibis.ifelse(o.a_orig, o.a, o.b), orig_p=ibis.ifelse(o.a_orig, o.ap, o.bp),
+        resp_h=ibis.ifelse(o.a_orig, o.b, o.a), resp_p=ibis.ifelse(o.a_orig, o.bp, o.ap),
+        interface_id=o.interface_id, first_ts=o.first, last_ts=o.last,
+        orig_pkts=op.fill_null(0), resp_pkts=rp.fill_null(0),
+        orig_bytes=ob.fill_null(0), resp_bytes=rb.fill_null(0),
+        of=of.fill_null(0), rf=rf.fill_null(0),
+        # OR over no flags (none logged) is null: a side with flags is not null
+        has_flags=o.x_flags.notnull() | o.y_flags.notnull(), rejected=rejected,
+        accepted=o.accepted.fill_null(False),
+        late=rejected & o.close_ts.notnull() & (o.reject_first >= o.close_ts),
+        reject_reason=o.reject_reason)
+    of, rf, has_flags, accepted, late = s["of"], s.rf, s.has_flags, s.accepted, s.late
+    tcp = s.proto == 6
     syn = ((of & SYN) != 0) & ((of & ACK_BIT) == 0)
     synack = (rf & SYN_ACK) == SYN_ACK
     o_fin, r_fin = (of & FIN) != 0, (rf & FIN) != 0
     o_rst, r_rst = (of & RST) != 0, (rf & RST) != 0
-    rejected = o.rejected.fill_null(False)
-    accepted = o.accepted.fill_null(False)
-    close_ts, reject_first = o.close_ts, o.reject_first
-    late = rejected & close_ts.notnull() & (reject_first >= close_ts)
-    replied = rp.fill_null(0) > 0
-    asked = op.fill_null(0) > 0
-    state = ibis.cases(
-        (o.proto == 17, ibis.cases((asked & replied, "SF"), (asked, "S0"), else_="SHR")),
+    replied = s.resp_pkts > 0
+    asked = s.orig_pkts > 0
+    s = s.mutate(conn_state=ibis.cases(
+        (s.proto == 17, ibis.cases((asked & replied, "SF"), (asked, "S0"), else_="SHR")),
         (~tcp | ~has_flags, ibis.null("string")),
         (syn & ~synack & r_rst, "REJ"),
         (syn & ~synack & o_rst, "RSTOS0"),
@@ -202,8 +212,10 @@ def connections_from(r: ir.Table, per_interface: bool = True) -> ir.Table:
         (synack & r_rst, "RSTR"),
         (synack & o_fin & r_fin, "SF"),
         (synack, "S1"),
-        else_="OTH")
-    verdict = ibis.cases(
+        else_="OTH"))
+    state, tcp, has_flags, rejected = s.conn_state, s.proto == 6, s.has_flags, s.rejected
+    accepted, late, replied = s.accepted, s.late, s.resp_pkts > 0
+    s = s.mutate(verdict=ibis.cases(
         (late, "late_after_close"),
         (rejected & ~accepted, "denied"),
         (tcp & ~has_flags, "unknown"),
@@ -216,7 +228,9 @@ def connections_from(r: ir.Table, per_interface: bool = True) -> ir.Table:
         (state == "OTH", "midstream"),
         (~tcp & replied, "ok"),
         (~tcp, "unanswered"),
-        else_="unknown")
+        else_="unknown"))
+    state, tcp, has_flags, rejected = s.conn_state, s.proto == 6, s.has_flags, s.rejected
+    accepted, late, replied = s.accepted, s.late, s.resp_pkts > 0
     evidence = ibis.cases(
         (late, "REJECT after the connection closed (FIN/RST): packets arrived late, not a "
                "policy denial"),
@@ -234,20 +248,19 @@ def connections_from(r: ir.Table, per_interface: bool = True) -> ir.Table:
         (~tcp & replied, "records in both directions"),
         (~tcp, "records in one direction only"),
         else_=ibis.null("string"))
-    return o.select(
-        proto=ibis.cases((o.proto == 6, "tcp"), (o.proto == 17, "udp"),
-                         (o.proto == 1, "icmp"), (o.proto == 58, "icmpv6"),
-                         else_=o.proto.cast("string")),
-        orig_h=ibis.ifelse(o.a_orig, o.a, o.b), orig_p=ibis.ifelse(o.a_orig, o.ap, o.bp),
-        resp_h=ibis.ifelse(o.a_orig, o.b, o.a), resp_p=ibis.ifelse(o.a_orig, o.bp, o.ap),
-        interface_id=o.interface_id, first_ts=o.first, last_ts=o.last,
-        orig_pkts=op.fill_null(0), resp_pkts=rp.fill_null(0),
-        orig_bytes=ob.fill_null(0), resp_bytes=rb.fill_null(0),
-        tcp_flags_orig=ibis.ifelse(tcp & has_flags, of, ibis.null("int32")),
-        tcp_flags_resp=ibis.ifelse(tcp & has_flags, rf, ibis.null("int32")),
+    return s.select(
+        proto=ibis.cases((s.proto == 6, "tcp"), (s.proto == 17, "udp"),
+                         (s.proto == 1, "icmp"), (s.proto == 58, "icmpv6"),
+                         else_=s.proto.cast("string")),
+        orig_h=s.orig_h, orig_p=s.orig_p, resp_h=s.resp_h, resp_p=s.resp_p,
+        interface_id=s.interface_id, first_ts=s.first_ts, last_ts=s.last_ts,
+        orig_pkts=s.orig_pkts, resp_pkts=s.resp_pkts,
+        orig_bytes=s.orig_bytes, resp_bytes=s.resp_bytes,
+        tcp_flags_orig=ibis.ifelse(tcp & has_flags, s["of"], ibis.null("int32")),
+        tcp_flags_resp=ibis.ifelse(tcp & has_flags, s.rf, ibis.null("int32")),
         action=ibis.cases((rejected & accepted, "ACCEPT+REJECT"), (rejected, "REJECT"),
                           else_="ACCEPT"),
-        reject_reason=o.reject_reason,
-        conn_state=state, verdict=verdict, evidence=evidence,
-        problem=_any_of(verdict, PROBLEMS),
+        reject_reason=s.reject_reason,
+        conn_state=state, verdict=s.verdict, evidence=evidence,
+        problem=_any_of(s.verdict, PROBLEMS),
     ).order_by([ibis.desc("problem"), "first_ts", "orig_h", "orig_p", "resp_h", "resp_p"])

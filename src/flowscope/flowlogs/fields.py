@@ -54,6 +54,17 @@ REQUIRED = ("srcaddr", "dstaddr")
 
 STATUS_OK, STATUS_NODATA, STATUS_SKIPDATA = "OK", "NODATA", "SKIPDATA"
 
+# tcp-flags: only FIN 1, SYN 2, RST 4 and SYN-ACK 18 (SYN + bit 16) are recorded, OR-ed over
+# the aggregation interval ("TCP flags sequence" in the user guide).
+FIN, SYN, RST, SYN_ACK = 1, 2, 4, 18
+ACK_BIT = 16
+
+# The columns the connection analysis reads (:func:`flowscope.flowlogs.connections.records`);
+# readers may skip the others.
+ANALYSED = ("log_status", "srcaddr", "dstaddr", "pkt_srcaddr", "pkt_dstaddr", "srcport",
+            "dstport", "protocol", "packets", "bytes", "start", "end", "action", "tcp_flags",
+            "interface_id", "reject_reason")
+
 
 def column(name: str) -> str:
     """The column name for an AWS field name."""

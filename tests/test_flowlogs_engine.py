@@ -1,0 +1,140 @@
+"""The flow-log engine around the Ibis analysis: SQL compiled once and cached on disk (a
+cached run gives exactly what a fresh compile gives; a broken cache only costs the compile),
+tcp-flags named per value, DuckDB sized to the CPUs the process may use and able to spill."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowscope.flowlogs import analyze as fa
+from flowscope.flowlogs import compiled
+
+from . import flowlog_gen as gen
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return compiled.cache_dir()
+
+
+def _log(tmp_path: Path, both_enis: bool = False) -> str:
+    path = tmp_path / "flows.log"
+    path.write_text(gen.text(gen.records(gen.scenarios(), both_enis=both_enis),
+                             extra=["2 bad line"]))
+    return str(path)
+
+
+@pytest.mark.parametrize("both_enis", [False, True])
+def test_cached_sql_gives_what_a_fresh_compile_gives(tmp_path: Path, cache: Path,
+                                                     both_enis: bool) -> None:
+    log = _log(tmp_path, both_enis)
+    fresh = fa.analyze([log])
+    entries = sorted(cache.glob("*.json"))
+    assert len(entries) == 3  # summary, gaps, connections
+    assert all("SELECT" in json.loads(e.read_text())["sql"] for e in entries)
+    cached = fa.analyze([log])
+    assert sorted(cache.glob("*.json")) == entries  # nothing compiled again
+    assert cached.table.equals(fresh.table) and cached.table.schema == fresh.table.schema
+    assert (cached.records, cached.problems) == (fresh.records, fresh.problems)
+    assert fresh.problems == [f"{log}:{len(gen.records(gen.scenarios(), both_enis=both_enis)) + 2}"
+                              f": 3 fields where the format has 18"]
+
+
+def test_broken_or_unwritable_cache_only_costs_the_compile(tmp_path: Path, cache: Path) -> None:
+    log = _log(tmp_path)
+    want = fa.analyze([log]).table
+    for entry in cache.glob("*.json"):
+        entry.write_text("{not json")
+    assert fa.analyze([log]).table.equals(want)
+    assert all(json.loads(e.read_text())["sql"] for e in cache.glob("*.json"))  # rewritten
+    for entry in cache.glob("*.json"):
+        entry.unlink()
+    cache.chmod(0o500)
+    try:
+        assert fa.analyze([log]).table.equals(want)
+    finally:
+        cache.chmod(0o700)
+
+
+def test_cache_key_follows_the_inputs(cache: Path) -> None:
+    text = compiled.Input("flows_1", pa.schema([("srcaddr", pa.string()),
+                                                ("dstaddr", pa.string())]), "aws")
+    wider = compiled.Input("flows_1", pa.schema([("srcaddr", pa.string()),
+                                                 ("dstaddr", pa.string()),
+                                                 ("tcp_flags", pa.int32())]), "aws")
+    one, schema = compiled.sql("connections", [text])
+    two, _ = compiled.sql("connections", [wider])
+    per_interface, _ = compiled.sql("connections", [text], per_interface=True)
+    assert len({one, two, per_interface}) == 3
+    assert '"tcp_flags"' in two and '"tcp_flags"' not in one
+    assert schema.field("orig_pkts").type == pa.int64()  # what the sums are cast to
+    with pytest.raises(ValueError, match="unknown query"):
+        compiled.build("nonsense", [text])
+
+
+def _named(v: int) -> str:
+    """tcp-flags named as the AWS user guide lists them (independent of the code)."""
+    parts = []
+    if v & 18 == 18:
+        parts.append("SYN-ACK")
+    elif v & 2:
+        parts.append("SYN")
+    parts += [name for bit, name in ((1, "FIN"), (4, "RST")) if v & bit]
+    return "|".join(parts) if parts else "-" if v == 0 else hex(v)
+
+
+def test_flag_names_examples() -> None:
+    values = pa.chunked_array([[19, 2, None, 0], [18, 6, 16, 8, 3, 19]], pa.int32())
+    assert fa.flag_names(values).to_pylist() == [
+        "SYN-ACK|FIN", "SYN", None, "-", "SYN-ACK", "SYN|RST", "0x10", "0x8", "SYN|FIN",
+        "SYN-ACK|FIN"]
+    assert fa.flag_names(pa.chunked_array([], pa.int32())).to_pylist() == []
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(0, 2**31 - 1)), max_size=50))
+def test_flag_names_any_value(values: list[int | None]) -> None:
+    got = fa.flag_names(pa.array(values, pa.int32())).to_pylist()
+    assert got == [None if v is None else _named(v) for v in values]
+
+
+def test_duckdb_uses_the_cpus_it_may_run_on_and_spills() -> None:
+    settings = fa.duckdb_settings()
+    assert settings["threads"] == len(os.sched_getaffinity(0))
+    con = fa.Engine()
+    row = con.db.execute(
+        "SELECT current_setting('threads'), current_setting('memory_limit'), "
+        "current_setting('temp_directory')").fetchone()
+    assert row is not None
+    threads, limit, temp = row
+    assert threads == settings["threads"]
+    assert temp == settings["temp_directory"] and str(os.getpid()) in temp
+    assert limit  # a set limit: beyond it DuckDB spills to temp
+
+
+def test_larger_than_memory_limit_spills(tmp_path: Path) -> None:
+    """A memory limit below what the records need (480,000 records, 59 MB of text): DuckDB
+    spills to its temporary directory and the answer is unchanged."""
+    path = tmp_path / "flows.log"
+    recs = gen.records(gen.scenarios())
+    many = [dict(r, srcport=int(str(r["srcport"])) + k % 20000, srcaddr=f"10.9.{k // 20000}.1",
+                 **{"pkt-srcaddr": f"10.9.{k // 20000}.1"})
+            for k in range(20000) for r in recs if r["srcport"] != "-"]
+    path.write_text(gen.text(many))
+    want = fa.analyze([str(path)]).table
+    con = fa.Engine()
+    header, names = fa._sniff(str(path), None)
+    inputs = fa._read_native(con, str(path), header, names, fa.Analysis(pa.table({})))
+    con.db.execute("SET memory_limit = '48MiB'")  # the records alone take ~65 MiB
+    got = fa._finish(con.run("connections", inputs, per_interface=False))
+    spilled = con.db.execute("SELECT sum(temporary_storage_bytes) FROM duckdb_memory()")
+    assert (spilled.fetchone() or [0])[0] > 10 << 20
+    assert got.num_rows == want.num_rows > 100_000
+    assert got.equals(want)
