@@ -133,7 +133,7 @@ def main() -> None:
     if not capture.exists():
         capture.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, str(BENCH / "make_capture.py"), "--frames",
-                        str(args.frames), "-o", str(capture)], check=True)
+                        str(args.frames), "--traffic", "flood", "-o", str(capture)], check=True)
     batches = list(read_captures([str(capture)], batch_frames=args.batch))
     n = sum(len(b) for b in batches)
     size = sum(int(b.caplen.sum()) for b in batches)

@@ -59,7 +59,7 @@ class Step:
 def _ensure_capture() -> None:
     if not CAPTURE.exists():
         subprocess.run([sys.executable, str(BENCH / "make_capture.py"), "--frames", "1000000",
-                        "-o", str(CAPTURE)], check=True)
+                        "--traffic", "flood", "-o", str(CAPTURE)], check=True)
 
 
 def _cpu_s(pid: int) -> float:

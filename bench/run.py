@@ -2,9 +2,10 @@
 `flowscope sessions` against `tshark -q -z conv,tcp`, and `flowscope flowlogs analyze` against
 the flowlogs-reader package and a bare DuckDB query.
 
-Generates (if missing) bench/out/erspan2-1M.pcap and bench/out/erspan2-4M.pcap with
-bench/make_capture.py, then on the 1M capture, each pinned to one core (`taskset -c 0`, --cpu) and
-timed as a whole process (wall clock, start-up included):
+Generates (if missing) bench/out/erspan2-conv-1M.pcap and bench/out/erspan2-conv-4M.pcap
+(TCP conversations; the sessions section also bench/out/erspan2-flood-1M.pcap, its worst
+case) with bench/make_capture.py, then on the 1M capture, each pinned to one core
+(`taskset -c 0`, --cpu) and timed as a whole process (wall clock, start-up included):
 
   flowscope  `flowscope decap FILE -o OUT.pcapng`; one untimed run first (it fills Numba's
              on-disk cache, so later runs do not compile), then best of --repeat;
@@ -23,6 +24,7 @@ bench/out/results.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -107,11 +109,13 @@ def flowscope_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "flowscope"]
 
 
-def ensure_capture(path: Path, frames: int) -> None:
+def ensure_capture(path: Path, frames: int, traffic: str = "conversations") -> None:
+    """Generate the capture unless it exists; its name says its traffic (files from before
+    --traffic existed have no such name and are never reused)."""
     if path.exists() and Path(f"{path}.truth.json").exists():
         return
     subprocess.run([sys.executable, str(BENCH / "make_capture.py"), "--frames", str(frames),
-                    "-o", str(path)], check=True)
+                    "--traffic", traffic, "-o", str(path)], check=True)
 
 
 def written(stderr: str) -> str:
@@ -172,6 +176,8 @@ def flowlogs_section(args: argparse.Namespace, row) -> list[str]:  # type: ignor
         "",
         f"- flowlogs-reader / flowscope: **{reader.best.wall / base:.1f}×** (target ≥ 10×); "
         f"flowscope / bare DuckDB: **{base / duck.best.wall:.1f}×** (target ≤ 2×).",
+        f"- The same in CPU seconds (user + sys; steadier when other work shares the core): "
+        f"{reader.best.cpu / fs.best.cpu:.1f}× and {fs.best.cpu / duck.best.cpu:.1f}×.",
         "",
         *(f"- {r.name}: `{r.command}`" for r in (fs, reader, duck)),
         "",
@@ -199,8 +205,8 @@ def module_version(name: str) -> str:
 def captures(args: argparse.Namespace) -> tuple[Path, Path, int, int]:
     small, large = (100_000, 400_000) if args.quick else (1_000_000, 4_000_000)
     OUT.mkdir(parents=True, exist_ok=True)
-    cap = OUT / f"erspan2-{label(small)}.pcap"
-    cap_large = OUT / f"erspan2-{label(large)}.pcap"
+    cap = OUT / f"erspan2-conv-{label(small)}.pcap"
+    cap_large = OUT / f"erspan2-conv-{label(large)}.pcap"
     print("captures:", file=sys.stderr)
     ensure_capture(cap, small)
     ensure_capture(cap_large, large)
@@ -211,6 +217,10 @@ def decap_section(args: argparse.Namespace) -> list[str]:
     """flowscope decap vs a dpkt loop vs tshark -T fields; peak RSS on 4x the frames."""
     cap, cap_large, small, large = captures(args)
     fs = flowscope_cmd()
+    # Byte-compile flowscope's modules as an installed package is (pip compiles them; an
+    # editable install under PYTHONDONTWRITEBYTECODE=1 would recompile them on every run).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(BENCH.parent / "src")],
+                   check=True)
     print(f"timing on {cap.name} ({small:,} frames), CPU {CPU}:", file=sys.stderr)
     flowscope = timed("flowscope decap", [*fs, "decap", str(cap), "-o",
                                           str(OUT / "flowscope.pcapng")],
@@ -221,14 +231,18 @@ def decap_section(args: argparse.Namespace) -> list[str]:
     tshark = timed("tshark fields", ["tshark", "-r", str(cap), "-T", "fields", *fields],
                    small, args.repeat, args.slow)
     startup = timed("flowscope start-up", [*fs, "--help"], 0, args.repeat, args.slow)
-    print(f"memory on {cap_large.name} ({large:,} frames):", file=sys.stderr)
+    print(f"memory and rate on {cap_large.name} ({large:,} frames):", file=sys.stderr)
     flowscope_large = timed("flowscope decap", [*fs, "decap", str(cap_large), "-o",
                                                 str(OUT / "flowscope-large.pcapng")],
-                            large, 1, args.slow)
+                            large, args.repeat, args.slow, warmup=True)
+    dpkt_large = timed("dpkt loop", [sys.executable, str(BENCH / "dpkt_decap.py"),
+                                     str(cap_large), "-o", str(OUT / "dpkt-large.pcapng")],
+                       large, 1, args.slow)
 
     base = flowscope.best.wall
+    base_large = flowscope_large.best.wall
     rss_small = max(r.rss_kb for r in flowscope.runs)
-    rss_large = flowscope_large.best.rss_kb
+    rss_large = max(r.rss_kb for r in flowscope_large.runs)
     growth = 100.0 * (rss_large - rss_small) / rss_small
     row = table_row
     return [
@@ -249,11 +263,16 @@ def decap_section(args: argparse.Namespace) -> list[str]:
         row(flowscope, "1.0", written(flowscope.best.stderr)),
         row(dpkt, f"{dpkt.best.wall / base:.1f}", written(dpkt.best.stderr)),
         row(tshark, f"{tshark.best.wall / base:.1f}", "(fields to /dev/null)"),
-        row(flowscope_large, f"{flowscope_large.best.wall / base:.1f}",
-            written(flowscope_large.best.stderr)),
+        row(flowscope_large, "1.0", written(flowscope_large.best.stderr)),
+        row(dpkt_large, f"{dpkt_large.best.wall / base_large:.1f}",
+            written(dpkt_large.best.stderr)),
         "",
-        f"- dpkt / flowscope: **{dpkt.best.wall / base:.1f}×**; "
-        f"tshark / flowscope: **{tshark.best.wall / base:.1f}×**.",
+        f"- dpkt / flowscope: **{dpkt.best.wall / base:.1f}×** on {label(small)} frames, "
+        f"**{dpkt_large.best.wall / base_large:.1f}×** on {label(large)} (CPU seconds: "
+        f"{dpkt.best.cpu / flowscope.best.cpu:.1f}×, "
+        f"{dpkt_large.best.cpu / flowscope_large.best.cpu:.1f}×); "
+        f"tshark / flowscope: **{tshark.best.wall / base:.1f}×** (CPU "
+        f"{tshark.best.cpu / flowscope.best.cpu:.1f}×).",
         f"- flowscope decap peak RSS: {rss_small / 1024:.0f} MiB on {label(small)} frames, "
         f"{rss_large / 1024:.0f} MiB on {label(large)} frames: **{growth:+.0f}%** for "
         f"{large // small}× the input.",
@@ -268,43 +287,57 @@ def decap_section(args: argparse.Namespace) -> list[str]:
         "",
         "Commands:",
         "",
-        *(f"- {r.name}: `{r.command}`" for r in (flowscope, dpkt)),
+        *(f"- {r.name}: `{r.command}`" for r in (flowscope, dpkt, flowscope_large, dpkt_large)),
         f"- {tshark.name}: `{tshark.command} > /dev/null`",
         "",
     ]
 
 
 def sessions_section(args: argparse.Namespace) -> list[str]:
-    """flowscope sessions vs tshark -q -z conv,tcp on the decap benchmark's capture."""
+    """flowscope sessions vs tshark -q -z conv,tcp on the decap benchmark's capture (TCP
+    conversations), and on the flood capture (a new connection nearly every frame)."""
     cap, _, small, _ = captures(args)
+    flood = OUT / f"erspan2-flood-{label(small)}.pcap"
+    ensure_capture(flood, small, "flood")
     fs = flowscope_cmd()
-    print(f"sessions on {cap.name}, CPU {CPU}:", file=sys.stderr)
-    sessions = timed("flowscope sessions", [*fs, "sessions", str(cap), "--format", "parquet",
-                                            "-o", str(OUT / "sessions.parquet")],
-                     small, args.repeat, args.slow, warmup=True)
-    conv = timed("tshark conv,tcp", ["tshark", "-q", "-z", "conv,tcp", "-r", str(cap)],
-                 small, args.repeat, args.slow)
-    n_sessions = session_count(OUT / "sessions.parquet")
-    row = table_row
+    rows, ratios, commands = [], [], []
+    for name, path in (("conversations", cap), ("flood", flood)):
+        print(f"sessions on {path.name}, CPU {CPU}:", file=sys.stderr)
+        parquet = OUT / f"sessions-{name}.parquet"
+        sessions = timed(f"flowscope sessions ({name})",
+                         [*fs, "sessions", str(path), "--format", "parquet", "-o", str(parquet)],
+                         small, args.repeat, args.slow, warmup=True)
+        conv = timed(f"tshark conv,tcp ({name})", ["tshark", "-q", "-z", "conv,tcp", "-r",
+                                                  str(path)], small, args.repeat, args.slow)
+        n_sessions = session_count(parquet)
+        ratio = conv.best.wall / sessions.best.wall
+        rows += [table_row(sessions, "1.0", f"{n_sessions:,} sessions (Parquet)"),
+                 table_row(conv, f"{ratio:.1f}", "conversation table")]
+        ratios.append(f"{name} **{ratio:.1f}×** (CPU {conv.best.cpu / sessions.best.cpu:.1f}×)")
+        commands += [f"- {sessions.name}: `{sessions.command}`",
+                     f"- {conv.name}: `{conv.command} > /dev/null`"]
+    truth = json.loads(Path(f"{cap}.truth.json").read_text())
+    states = ", ".join(f"{k} {v:,}" for k, v in sorted(truth["conn_states"].items(),
+                                                         key=lambda kv: -kv[1]))
     return [
-        f"## flowscope sessions vs tshark -z conv,tcp ({label(small)} frames, "
-        f"{n_sessions:,} sessions)",
+        f"## flowscope sessions vs tshark -z conv,tcp ({label(small)} frames)",
         "",
-        "The capture's generator gives almost every frame a fresh client port, so nearly "
-        "every frame is a new connection: the worst case for per-session state.",
+        f"`{cap.name}`: {truth['tcp_connections']:,} TCP connections as a mirror sees them "
+        f"(handshake, 1-4 request/response rounds, FIN close; 9-30 packets each), thousands "
+        f"interleaved in time; conn_state as generated: {states}. `{flood.name}`, the worst "
+        "case: a random template and a fresh client port per frame, so nearly every frame "
+        "is a new one-packet connection.",
         "",
         "| contender | frames | wall s | CPU s | frames/s | × flowscope wall | peak RSS MiB | "
         "output |",
         "|---|---|---|---|---|---|---|---|",
-        row(sessions, "1.0", f"{n_sessions:,} sessions (Parquet)"),
-        row(conv, f"{conv.best.wall / sessions.best.wall:.1f}", "conversation table"),
+        *rows,
         "",
-        f"- tshark conv,tcp / flowscope sessions: "
-        f"**{conv.best.wall / sessions.best.wall:.1f}×** (tshark computes less: packet and "
-        f"byte counts, no states, histories, retransmission analysis or verdicts).",
+        f"- tshark conv,tcp / flowscope sessions: {'; '.join(ratios)} (target ≥ 10×; tshark "
+        "computes less: packet and byte counts, no states, histories, retransmission "
+        "analysis or verdicts).",
         "",
-        f"- {sessions.name}: `{sessions.command}`",
-        f"- {conv.name}: `{conv.command} > /dev/null`",
+        *commands,
         "",
     ]
 

@@ -44,8 +44,8 @@ def make_incident(directory: Path) -> Path:
 def make_bench(directory: Path, frames: int = 20_000, loss: float = 0.01) -> Path:
     out = directory / "bench.pcap"
     subprocess.run([sys.executable, str(ROOT / "bench" / "make_capture.py"), "--frames",
-                    str(frames), "--loss", str(loss), "-o", str(out)], check=True,
-                   capture_output=True)
+                    str(frames), "--loss", str(loss), "--traffic", "flood", "-o", str(out)],
+                   check=True, capture_output=True)
     return out
 
 

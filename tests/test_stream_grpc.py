@@ -65,7 +65,7 @@ def frames(batch: PacketBatch) -> list[bytes]:
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("capture") / "erspan.pcap"
     subprocess.run([sys.executable, str(ROOT / "bench" / "make_capture.py"), "--frames", "6000",
-                    "-o", str(path)], check=True, capture_output=True)
+                    "--traffic", "flood", "-o", str(path)], check=True, capture_output=True)
     return path
 
 

@@ -718,60 +718,83 @@ def track(rows, slots, hashes, state, used, events, retired, n_retired):  # prag
 
 
 # The columns the session table needs, copied out of the (wide) tracker state in one compiled
-# pass: reading ~40 fields one NumPy column at a time from 800-byte rows costs a cache miss
-# per field per row, one pass costs one per row.
-SUMMARY_FIELDS = ("mirror_session", "kind", "proto", "ipver", "orig_guess", "first_ts",
-                  "last_ts", "end_ts", "truncated_t", "cut", "mirror_gaps_seen", "hist_len",
-                  "syns", "syn_ts", "synack_ts", "ack_ts", "reset_by", "copies", "addr", "port",
-                  "pkts", "payload", "ip_bytes", "state", "retrans", "out_of_order", "dup_acks",
-                  "zero_window", "holes", "mirror_holes", "missed", "history")
-SUMMARY = np.dtype([(name, CONN_STATE.fields[name][0])  # type: ignore[index]
-                    for name in SUMMARY_FIELDS]
-                   + [("size", np.int64, (2,))])
+# pass, column-major: reading ~40 fields one NumPy column at a time from 800-byte rows costs a
+# cache miss per field per row, and so does every NumPy operation on a field of an array of
+# records; one pass costs one per row, and the columns it writes are contiguous.
+SUMMARY_SCALARS = ("mirror_session", "kind", "proto", "ipver", "orig_guess", "first_ts",
+                   "last_ts", "end_ts", "truncated_t", "cut", "mirror_gaps_seen", "hist_len",
+                   "syns", "syn_ts", "synack_ts", "ack_ts", "reset_by", "copies")
+SUMMARY_PAIRS = ("port", "pkts", "payload", "ip_bytes", "state", "retrans", "out_of_order",
+                 "dup_acks", "zero_window", "holes", "mirror_holes", "missed",
+                 "size")  # size: Zeek's TCP_Endpoint::Size
+_PAIRS = len(SUMMARY_SCALARS)  # the first pair's row in Summary.ints
+
+
+class Summary:
+    """Finished connections, column by column: ``s["kind"]`` is a contiguous int64 column,
+    ``s["pkts"]`` an (n, 2) view whose ``[:, 0]`` (originator) and ``[:, 1]`` (responder)
+    are contiguous; ``s["addr"]`` is (n, 2, 16) bytes, ``s["history"]`` (n, HISTORY_LEN)."""
+
+    def __init__(self, state: np.ndarray) -> None:
+        n = state.shape[0]
+        self.shape = (n,)
+        self.ints = np.empty((_PAIRS + 2 * len(SUMMARY_PAIRS), n), np.int64)
+        self.addr = np.empty((n, 2, 16), np.uint8)
+        self.history = np.empty((n, HISTORY_LEN), np.uint8)
+        summarise(state, self.ints, self.addr, self.history)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in ("addr", "history"):
+            return getattr(self, name)  # type: ignore[no-any-return]
+        if name in SUMMARY_SCALARS:
+            return self.ints[SUMMARY_SCALARS.index(name)]
+        row = _PAIRS + 2 * SUMMARY_PAIRS.index(name)
+        return self.ints[row: row + 2].T
+
+
+@nb.njit(inline="always", cache=True)
+def _pair(ints, row, i, values):  # pragma: no cover - compiled
+    ints[row, i] = values[0]
+    ints[row + 1, i] = values[1]
 
 
 @nb.njit(cache=True)
-def summarise(st, out):  # pragma: no cover - compiled
-    """Copy the table's columns and compute Zeek's TCP_Endpoint::Size per endpoint."""
+def summarise(st, ints, addr, history):  # pragma: no cover - compiled
+    """Copy the table's columns (rows of ``ints`` in SUMMARY_SCALARS then SUMMARY_PAIRS
+    order) and compute Zeek's TCP_Endpoint::Size per endpoint."""
     for i in range(st.shape[0]):
         s = st[i]
-        o = out[i]
-        o.mirror_session = s.mirror_session
-        o.kind = s.kind
-        o.proto = s.proto
-        o.ipver = s.ipver
-        o.orig_guess = s.orig_guess
-        o.first_ts = s.first_ts
-        o.last_ts = s.last_ts
-        o.end_ts = s.end_ts
-        o.truncated_t = s.truncated_t
-        o.cut = s.cut
-        o.mirror_gaps_seen = s.mirror_gaps_seen
-        o.hist_len = s.hist_len
-        o.syns = s.syns
-        o.syn_ts = s.syn_ts
-        o.synack_ts = s.synack_ts
-        o.ack_ts = s.ack_ts
-        o.reset_by = s.reset_by
-        o.copies = s.copies
-        for k in range(16):
-            o.addr[0, k] = s.addr[0, k]
-            o.addr[1, k] = s.addr[1, k]
-        for k in range(HISTORY_LEN):
-            o.history[k] = s.history[k]
+        ints[0, i] = s.mirror_session
+        ints[1, i] = s.kind
+        ints[2, i] = s.proto
+        ints[3, i] = s.ipver
+        ints[4, i] = s.orig_guess
+        ints[5, i] = s.first_ts
+        ints[6, i] = s.last_ts
+        ints[7, i] = s.end_ts
+        ints[8, i] = s.truncated_t
+        ints[9, i] = s.cut
+        ints[10, i] = s.mirror_gaps_seen
+        ints[11, i] = s.hist_len
+        ints[12, i] = s.syns
+        ints[13, i] = s.syn_ts
+        ints[14, i] = s.synack_ts
+        ints[15, i] = s.ack_ts
+        ints[16, i] = s.reset_by
+        ints[17, i] = s.copies
+        _pair(ints, _PAIRS, i, s.port)
+        _pair(ints, _PAIRS + 2, i, s.pkts)
+        _pair(ints, _PAIRS + 4, i, s.payload)
+        _pair(ints, _PAIRS + 6, i, s.ip_bytes)
+        _pair(ints, _PAIRS + 8, i, s.state)
+        _pair(ints, _PAIRS + 10, i, s.retrans)
+        _pair(ints, _PAIRS + 12, i, s.out_of_order)
+        _pair(ints, _PAIRS + 14, i, s.dup_acks)
+        _pair(ints, _PAIRS + 16, i, s.zero_window)
+        _pair(ints, _PAIRS + 18, i, s.holes)
+        _pair(ints, _PAIRS + 20, i, s.mirror_holes)
+        _pair(ints, _PAIRS + 22, i, s.missed)
         for d in range(2):
-            o.port[d] = s.port[d]
-            o.pkts[d] = s.pkts[d]
-            o.payload[d] = s.payload[d]
-            o.ip_bytes[d] = s.ip_bytes[d]
-            o.state[d] = s.state[d]
-            o.retrans[d] = s.retrans[d]
-            o.out_of_order[d] = s.out_of_order[d]
-            o.dup_acks[d] = s.dup_acks[d]
-            o.zero_window[d] = s.zero_window[d]
-            o.holes[d] = s.holes[d]
-            o.mirror_holes[d] = s.mirror_holes[d]
-            o.missed[d] = s.missed[d]
             size = 0
             if s.seq_known[d]:
                 size = max(s.last_seq[d], s.ack_seq[d]) - s.start_seq[d]
@@ -779,4 +802,9 @@ def summarise(st, out):  # pragma: no cover - compiled
                     size -= 1
                 if s.fin_cnt[d] > 0 and size != 0:
                     size -= 1
-            o.size[d] = max(size, 0)
+            ints[_PAIRS + 24 + d, i] = max(size, 0)
+        for k in range(16):
+            addr[i, 0, k] = s.addr[0, k]
+            addr[i, 1, k] = s.addr[1, k]
+        for k in range(HISTORY_LEN):
+            history[i, k] = s.history[k]

@@ -22,17 +22,18 @@ Verdicts (shared with the flow-log path):
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from flowscope.analyse import conn as c
+from flowscope.analyse.evidence import Evidence
 
 PROBLEMS = ("unanswered", "refused", "reset_by_orig", "reset_by_resp", "lossy", "unreachable",
             "unknown", "congested", "nak", "error")
-RSTOS0_HISTORY = re.compile(r"\^?S[^HAFGIQ]*R.*")  # main.zeek conn_state()
+# main.zeek conn_state(): an originator reset without a reply is RSTOS0 when the history
+# matches /^?S[^HAFGIQ]*R.*/ (SYN, then RST before any handshake, ACK, FIN, gap or flip)
+_STOPS = np.zeros(256, bool)
+_STOPS[list(b"HAFGIQR")] = True
 LOSSY_MIN_RETRANS = 3
 LOSSY_MIN_SHARE = 0.01
 
@@ -42,18 +43,33 @@ STATES = ("OTH", "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", 
 (OTH, S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR) = range(len(STATES))
 
 
-def conn_state(st: np.ndarray, history: pa.Array) -> np.ndarray:
+def syn_then_rst(history: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Does each history (rows of letters, ``length`` of them valid) fully match
+    ``^?S[^HAFGIQ]*R.*``?  That is: 'S' first (after an optional '^'), and the first of
+    H, A, F, G, I, Q, R after it is an R."""
+    n = history.shape[0]
+    if n == 0:
+        return np.zeros(0, bool)
+    row = np.arange(n)
+    start = (history[:, 0] == ord("^")).astype(np.int64)
+    begins = (start < length) & (history[row, start] == ord("S"))
+    pos = np.arange(history.shape[1])[None, :]
+    stops = _STOPS[history] & (pos > start[:, None]) & (pos < length[:, None])
+    first = np.argmax(stops, axis=1)
+    return begins & stops[row, first] & (history[row, first] == ord("R"))
+
+
+def conn_state(st: c.Summary) -> np.ndarray:
     """Zeek's ``conn_state()`` (scripts/base/protocols/conn/main.zeek), vectorised over
-    :data:`conn.SUMMARY` rows; codes into :data:`STATES`."""
+    finished connections; codes into :data:`STATES`."""
     os_, rs = st["state"][:, 0], st["state"][:, 1]
     o_inactive = (os_ == c.INACTIVE) | (os_ == c.PARTIAL)
     r_inactive = (rs == c.INACTIVE) | (rs == c.PARTIAL)
     size = st["size"]
     no_bytes = (size[:, 0] == 0) & (size[:, 1] == 0)
-    syn_then_rst = np.zeros(st.shape[0], bool)
-    ask = np.flatnonzero((os_ == c.RESET) & (rs != c.RESET) & r_inactive)  # the regex decides
-    syn_then_rst[ask] = [RSTOS0_HISTORY.fullmatch(h) is not None
-                         for h in history.take(pa.array(ask)).to_pylist()]
+    rstos0 = np.zeros(st.shape[0], bool)
+    ask = np.flatnonzero((os_ == c.RESET) & (rs != c.RESET) & r_inactive)  # the history decides
+    rstos0[ask] = syn_then_rst(st["history"][ask], st["hist_len"][ask])
     tcp = np.select(
         [rs == c.RESET,
          os_ == c.RESET,
@@ -64,7 +80,7 @@ def conn_state(st: np.ndarray, history: pa.Array) -> np.ndarray:
          (os_ == c.ESTABLISHED) & (rs == c.ESTABLISHED)],
         [np.where((os_ == c.SYN_SENT) | (os_ == c.SYN_ACK_SENT) | ((os_ == c.RESET) & no_bytes),
                   REJ, np.where(o_inactive, RSTRH, RSTR)),
-         np.where(r_inactive, np.where(syn_then_rst, RSTOS0, OTH), RSTO),
+         np.where(r_inactive, np.where(rstos0, RSTOS0, OTH), RSTO),
          SF,
          np.where(r_inactive, SH, S2),
          np.where(o_inactive, SHR, S3),
@@ -78,15 +94,15 @@ def conn_state(st: np.ndarray, history: pa.Array) -> np.ndarray:
     return np.where(kind == c.KIND_TCP, tcp, np.where(kind == c.KIND_UDP, udp, OTH)).astype(np.int8)
 
 
-def history_strings(st: np.ndarray) -> pa.Array:
+def history_strings(st: c.Summary) -> pa.Array:
     """The history letters as an Arrow string column, built from the bytes directly."""
     n = st.shape[0]
-    length = st["hist_len"].astype(np.int32)
+    length = st["hist_len"]
     present = np.arange(c.HISTORY_LEN)[None, :] < length[:, None]
-    data = np.ascontiguousarray(st["history"])[present]
+    data = st["history"][present]
     offsets = np.zeros(n + 1, np.int32)
     np.cumsum(length, out=offsets[1:])
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 _TCP_VERDICT = {"SF": "ok", "S1": "open", "S2": "open", "S3": "open", "S0": "unanswered",
@@ -122,64 +138,9 @@ ICMP_UNREACHABLE = {3: "destination unreachable", 11: "time exceeded"}  # ICMPv4
 ICMP6_UNREACHABLE = {1: "destination unreachable", 3: "time exceeded"}
 
 
-class Evidence:
-    """Per-row lists of short sentences, assembled sentence kind by sentence kind.
-
-    ``add(mask, template, *columns)`` formats ``template`` (``{}`` = a column's value) for
-    the rows where ``mask`` holds, with Arrow kernels: no Python per row.
-    """
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.rows: list[np.ndarray] = []
-        self.texts: list[pa.Array] = []
-
-    def add(self, mask: np.ndarray, template: str, *columns: np.ndarray) -> None:
-        rows = np.flatnonzero(mask)
-        if rows.size == 0:
-            return
-        self.rows.append(rows)
-        self.texts.append(fmt(template, rows.size, *(col[rows] for col in columns)))
-
-    def lists(self) -> pa.Array:
-        counts = np.zeros(self.n, np.int32)
-        for rows in self.rows:
-            counts[rows] += 1
-        offsets = np.zeros(self.n + 1, np.int32)
-        np.cumsum(counts, out=offsets[1:])
-        if not self.rows:
-            return pa.ListArray.from_arrays(pa.array(offsets), pa.array([], pa.string()))
-        # each sentence kind in turn goes to the next free slot of its rows' lists
-        fill = offsets[:-1].copy()
-        order = np.empty(int(offsets[-1]), np.int64)
-        start = 0
-        for rows in self.rows:
-            order[fill[rows]] = np.arange(start, start + rows.size)
-            fill[rows] += 1
-            start += rows.size
-        values = pa.concat_arrays(self.texts).take(pa.array(order))
-        return pa.ListArray.from_arrays(pa.array(offsets), values)
-
-
-def fmt(template: str, n: int, *columns: np.ndarray) -> pa.Array:
-    """``template`` with each ``{}`` replaced by a column's values (n rows), vectorised."""
-    parts = template.split("{}")
-    if not columns:
-        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
-                                              pa.array([template])).cast(pa.string())
-    pieces: list[pa.Array | str] = []
-    for col, text in zip(columns, parts[1:], strict=True):
-        pieces.append(pc.cast(pa.array(col), pa.string()))
-        pieces.append(text)
-    if parts[0]:
-        pieces.insert(0, parts[0])
-    return pc.binary_join_element_wise(*[p for p in pieces if not (isinstance(p, str) and not p)],
-                                       "")
-
-
-def judge(st: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+def judge(st: c.Summary, states: np.ndarray) -> tuple[np.ndarray, pa.Array]:
     """Verdict (codes into :data:`VERDICTS`) and evidence for every finished connection
-    (:data:`conn.SUMMARY` rows; ``states``: codes from :func:`conn_state`)."""
+    (``states``: codes from :func:`conn_state`)."""
     n = st.shape[0]
     kind = st["kind"]
     tcp = kind == c.KIND_TCP

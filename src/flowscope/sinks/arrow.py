@@ -16,6 +16,50 @@ from flowscope.decode.columns import NO_TS
 from flowscope.decode.transport import TCP_FLAG_LETTERS
 from flowscope.sinks.addresses import ip_text
 
+# NumPy columns become Arrow arrays through their buffers, not pa.array(): the first
+# pa.array() call (or pa.scalar(), Array.to_numpy()) imports pandas to check for pandas
+# objects, about half a second of start-up for nothing.
+_NUMPY_TYPES = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32,
+                pa.int64(): np.int64, pa.uint8(): np.uint8, pa.float64(): np.float64}
+
+
+def from_numpy(values: np.ndarray, typ: pa.DataType, mask: np.ndarray | None = None
+               ) -> pa.Array:
+    """A NumPy column as an Arrow array of a fixed-width type (values converted to it);
+    ``mask``: True where the value is null."""
+    n = values.shape[0]
+    if pa.types.is_boolean(typ):
+        data = np.packbits(values.astype(bool, copy=False), bitorder="little")
+    else:
+        data = np.ascontiguousarray(values, dtype=_NUMPY_TYPES[typ])
+    return pa.Array.from_buffers(typ, n, [_validity(mask), pa.py_buffer(data)],
+                                 null_count=int(np.count_nonzero(mask)) if mask is not None
+                                 else 0)
+
+
+def _validity(mask: np.ndarray | None) -> pa.Buffer | None:
+    """Arrow's validity bitmap (LSB first, 1 = valid) for a null mask; None if no nulls."""
+    if mask is None or not mask.any():
+        return None
+    return pa.py_buffer(np.packbits(~mask, bitorder="little"))
+
+
+def strings(texts: list[str | None] | list[str] | tuple[str, ...]) -> pa.Array:
+    """A short list of Python strings (a vocabulary; None = null) as an Arrow string array."""
+    encoded = [t.encode() if t is not None else b"" for t in texts]
+    offsets = np.zeros(len(encoded) + 1, np.int32)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    mask = np.array([t is None for t in texts], bool)
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets),
+                                       pa.py_buffer(b"".join(encoded)), _validity(mask),
+                                       int(mask.sum()))
+
+
+def names(codes: np.ndarray, vocabulary: pa.Array, mask: np.ndarray | None = None) -> pa.Array:
+    """Codes into a vocabulary (from :func:`strings`) as a string column; null where masked."""
+    return vocabulary.take(from_numpy(codes, pa.int32(), mask))
+
+
 _FLAG_ORDER = (1, 0, 2, 3, 4, 5, 6, 7, 8)  # SYN first, as tcpdump prints "S." and Zeek "ShA"
 
 
@@ -31,7 +75,7 @@ def ip_strings(ipver: np.ndarray, addr: np.ndarray) -> pa.Array:
     hash-based dictionary encoding finds the distinct ones)."""
     n = ipver.shape[0]
     if n == 0:
-        return pa.array([], pa.string())
+        return strings([])
     key = np.empty((n, 17), np.uint8)
     key[:, 0] = ipver
     key[:, 1:] = addr
@@ -39,8 +83,7 @@ def ip_strings(ipver: np.ndarray, addr: np.ndarray) -> pa.Array:
                                                [None, pa.py_buffer(key.tobytes())])
     encoded = raw.dictionary_encode()
     text = [ip_text(k[0], k[1:]) for k in encoded.dictionary.to_pylist()]
-    return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(text, pa.string())) \
-        .cast(pa.string())
+    return strings(text).take(encoded.indices)
 
 
 def _nullable(values: np.ndarray, missing: int, typ: pa.DataType) -> pa.Array:

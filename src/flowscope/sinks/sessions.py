@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flowscope import schema
 from flowscope.analyse import conn as c
 from flowscope.analyse import verdicts
-from flowscope.sinks.arrow import ip_strings
+from flowscope.sinks.arrow import from_numpy, ip_strings, names, strings
 
 UID_ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
                              np.uint8)
@@ -45,73 +46,74 @@ def uids(first_ts: np.ndarray, salt: np.ndarray) -> pa.Array:
 
 def _ms(later: np.ndarray, earlier: np.ndarray) -> pa.Array:
     ok = (later >= 0) & (earlier >= 0)
-    return pa.array(np.where(ok, (later - earlier) / 1e6, 0.0), pa.float64(), mask=~ok)
+    return from_numpy(np.where(ok, (later - earlier) / 1e6, 0.0), pa.float64(), ~ok)
+
+
+# vocabularies of the dictionary-coded columns
+_PROTO_NAMES = strings(["", "tcp", "udp", "icmp", "", ""] + [str(p) for p in range(256)])
+_STATE_NAMES = strings(verdicts.STATES)
+_VERDICT_NAMES = strings(verdicts.VERDICTS)
+_RESET_BY = strings(("orig", "resp"))
 
 
 def conn_table(state: np.ndarray) -> pa.Table:
     """Finished connections (conn.CONN_STATE rows) as a SESSIONS table."""
     n = state.shape[0]
-    st = np.empty(n, c.SUMMARY)
-    c.summarise(state, st)
+    st = c.Summary(state)
     history = verdicts.history_strings(st)
-    states = verdicts.conn_state(st, history)
+    states = verdicts.conn_state(st)
     verdict, evidence = verdicts.judge(st, states)
     kind = st["kind"]
     tcp = kind == c.KIND_TCP
-    # proto: the kind's name, or the IP protocol number for others (dictionary-encoded)
+    # proto: the kind's name, or the IP protocol number for others
     other = kind == c.KIND_OTHER
-    proto_code = np.where(other, 5 + st["proto"].astype(np.int32), kind.astype(np.int32))
-    proto_names = ["", "tcp", "udp", "icmp", "", ""] + [str(p) for p in range(256)]
+    proto_code = np.where(other, 5 + st["proto"], kind)
     ports = st["port"]
-    has_port = kind != c.KIND_OTHER
+    has_port = ~other
     payload = np.where(tcp[:, None], st["size"], st["payload"])
-    addr_words = np.ascontiguousarray(st["addr"]).view(np.uint64).reshape(n, 4)
+    addr_words = st["addr"].view(np.uint64).reshape(n, 4)
     salt = (ports[:, 0].astype(np.uint64) << np.uint64(16)) ^ ports[:, 1].astype(np.uint64)
     salt = salt * np.uint64(0xBF58476D1CE4E5B9) ^ addr_words[:, 1] \
         ^ (addr_words[:, 3] << np.uint64(1))
 
-    def tcp_col(values: np.ndarray) -> pa.Array:
-        return pa.array(values, pa.int64(), mask=~tcp)
+    def tcp_col(pair: np.ndarray) -> pa.Array:
+        return from_numpy(pair[:, 0] + pair[:, 1], pa.int64(), ~tcp)
 
-    def names(codes: np.ndarray, vocabulary: tuple | list, mask: np.ndarray | None = None
-              ) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask),
-                                              pa.array(vocabulary, pa.string())
-                                              ).cast(pa.string())
+    def int64(values: np.ndarray) -> pa.Array:
+        return from_numpy(values, pa.int64())
 
     cols: dict[str, Any] = {
-        "proto": names(proto_code, proto_names),
+        "proto": names(proto_code, _PROTO_NAMES),
         "orig_h": ip_strings(st["ipver"], st["addr"][:, 0, :]),
-        "orig_p": pa.array(ports[:, 0], pa.int32(), mask=~has_port),
+        "orig_p": from_numpy(ports[:, 0], pa.int32(), ~has_port),
         "resp_h": ip_strings(st["ipver"], st["addr"][:, 1, :]),
-        "resp_p": pa.array(ports[:, 1], pa.int32(), mask=~has_port),
-        "mirror_session": pa.array(st["mirror_session"], pa.int64(),
-                                   mask=st["mirror_session"] < 0),
-        "ts": pa.array(st["first_ts"] / 1e9, pa.float64()),
-        "duration": pa.array((np.where(tcp, st["end_ts"], st["last_ts"]) - st["first_ts"]) / 1e9,
-                             pa.float64()),
-        "orig_pkts": pa.array(st["pkts"][:, 0], pa.int64()),
-        "resp_pkts": pa.array(st["pkts"][:, 1], pa.int64()),
-        "orig_bytes": pa.array(payload[:, 0], pa.int64()),
-        "resp_bytes": pa.array(payload[:, 1], pa.int64()),
-        "conn_state": pa.DictionaryArray.from_arrays(
-            pa.array(states), pa.array(verdicts.STATES)).cast(pa.string()),
+        "resp_p": from_numpy(ports[:, 1], pa.int32(), ~has_port),
+        "mirror_session": from_numpy(st["mirror_session"], pa.int64(),
+                                     st["mirror_session"] < 0),
+        "ts": from_numpy(st["first_ts"] / 1e9, pa.float64()),
+        "duration": from_numpy((np.where(tcp, st["end_ts"], st["last_ts"]) - st["first_ts"])
+                               / 1e9, pa.float64()),
+        "orig_pkts": int64(st["pkts"][:, 0]),
+        "resp_pkts": int64(st["pkts"][:, 1]),
+        "orig_bytes": int64(payload[:, 0]),
+        "resp_bytes": int64(payload[:, 1]),
+        "conn_state": names(states, _STATE_NAMES),
         "history": history,
-        "verdict": names(verdict, verdicts.VERDICTS),
+        "verdict": names(verdict, _VERDICT_NAMES),
         "evidence": evidence,
         "rtt_ms": _ms(st["synack_ts"], st["syn_ts"]),
         "ack_rtt_ms": _ms(st["ack_ts"], st["synack_ts"]),
-        "retrans": tcp_col(st["retrans"].sum(axis=1)),
-        "out_of_order": tcp_col(st["out_of_order"].sum(axis=1)),
-        "dup_acks": tcp_col(st["dup_acks"].sum(axis=1)),
-        "zero_window": tcp_col(st["zero_window"].sum(axis=1)),
-        "reset_by": names(np.maximum(st["reset_by"], 0), ("orig", "resp"), st["reset_by"] < 0),
+        "retrans": tcp_col(st["retrans"]),
+        "out_of_order": tcp_col(st["out_of_order"]),
+        "dup_acks": tcp_col(st["dup_acks"]),
+        "zero_window": tcp_col(st["zero_window"]),
+        "reset_by": names(np.maximum(st["reset_by"], 0), _RESET_BY, st["reset_by"] < 0),
         "uid": uids(st["first_ts"], salt),
-        "orig_ip_bytes": pa.array(st["ip_bytes"][:, 0], pa.int64()),
-        "resp_ip_bytes": pa.array(st["ip_bytes"][:, 1], pa.int64()),
-        "missed_bytes": tcp_col(st["missed"].sum(axis=1)),
-        "mirror_copies": pa.array(st["copies"], pa.int64()),
-        "problem": pa.array(verdicts.IS_PROBLEM[verdict], pa.bool_()),
+        "orig_ip_bytes": int64(st["ip_bytes"][:, 0]),
+        "resp_ip_bytes": int64(st["ip_bytes"][:, 1]),
+        "missed_bytes": tcp_col(st["missed"]),
+        "mirror_copies": int64(st["copies"]),
+        "problem": from_numpy(verdicts.IS_PROBLEM[verdict], pa.bool_()),
     }
     for name in ROCE_ONLY:
         cols[name] = pa.nulls(n, schema.SESSIONS.field(name).type)
@@ -156,7 +158,6 @@ def problems_first(table: pa.Table) -> pa.Table:
     """Problems first, then the rest; each group by start time."""
     if table.num_rows == 0:
         return table
-    problem = table.column("problem").to_numpy(zero_copy_only=False)
-    ts = table.column("ts").to_numpy()
-    order = np.lexsort((ts, ~problem))
-    return table.take(pa.array(order))
+    # a stable sort, as np.lexsort((ts, ~problem)) (Table.to_numpy would import pandas)
+    return table.take(pc.sort_indices(table, sort_keys=[("problem", "descending"),
+                                                       ("ts", "ascending")]))
