@@ -238,6 +238,8 @@ def decap_section(args: argparse.Namespace) -> list[str]:
     dpkt_large = timed("dpkt loop", [sys.executable, str(BENCH / "dpkt_decap.py"),
                                      str(cap_large), "-o", str(OUT / "dpkt-large.pcapng")],
                        large, 1, args.slow)
+    tshark_large = timed("tshark fields", ["tshark", "-r", str(cap_large), "-T", "fields",
+                                           *fields], large, 1, args.slow)
 
     base = flowscope.best.wall
     base_large = flowscope_large.best.wall
@@ -266,13 +268,17 @@ def decap_section(args: argparse.Namespace) -> list[str]:
         row(flowscope_large, "1.0", written(flowscope_large.best.stderr)),
         row(dpkt_large, f"{dpkt_large.best.wall / base_large:.1f}",
             written(dpkt_large.best.stderr)),
+        row(tshark_large, f"{tshark_large.best.wall / base_large:.1f}",
+            "(fields to /dev/null)"),
         "",
         f"- dpkt / flowscope: **{dpkt.best.wall / base:.1f}×** on {label(small)} frames, "
         f"**{dpkt_large.best.wall / base_large:.1f}×** on {label(large)} (CPU seconds: "
         f"{dpkt.best.cpu / flowscope.best.cpu:.1f}×, "
         f"{dpkt_large.best.cpu / flowscope_large.best.cpu:.1f}×); "
-        f"tshark / flowscope: **{tshark.best.wall / base:.1f}×** (CPU "
-        f"{tshark.best.cpu / flowscope.best.cpu:.1f}×).",
+        f"tshark / flowscope: **{tshark.best.wall / base:.1f}×** on {label(small)}, "
+        f"**{tshark_large.best.wall / base_large:.1f}×** on {label(large)} (CPU "
+        f"{tshark.best.cpu / flowscope.best.cpu:.1f}×, "
+        f"{tshark_large.best.cpu / flowscope_large.best.cpu:.1f}×).",
         f"- flowscope decap peak RSS: {rss_small / 1024:.0f} MiB on {label(small)} frames, "
         f"{rss_large / 1024:.0f} MiB on {label(large)} frames: **{growth:+.0f}%** for "
         f"{large // small}× the input.",
@@ -288,7 +294,7 @@ def decap_section(args: argparse.Namespace) -> list[str]:
         "Commands:",
         "",
         *(f"- {r.name}: `{r.command}`" for r in (flowscope, dpkt, flowscope_large, dpkt_large)),
-        f"- {tshark.name}: `{tshark.command} > /dev/null`",
+        *(f"- {r.name}: `{r.command} > /dev/null`" for r in (tshark, tshark_large)),
         "",
     ]
 
