@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from flowscope.pipeline import PacketRun
@@ -120,6 +120,21 @@ def jumbo_links(pair: NetnsPair) -> None:
           pair.server_if])
 
 
+@contextmanager
+def jumbo_pair() -> Iterator[NetnsPair]:
+    """The client/server namespaces with jumbo links and the collector address (or a skip)."""
+    try:
+        ctx = netns_pair()
+        pair = ctx.__enter__()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"cannot create network namespaces here: {exc}")
+    try:
+        jumbo_links(pair)
+        yield pair
+    finally:
+        ctx.__exit__(None, None, None)
+
+
 def connection_frames(frames: list[bytes]) -> list[bytes]:
     """The frames of the test connection (either direction)."""
     ports = {CLIENT_PORT, SERVER_PORT}
@@ -134,20 +149,11 @@ def connection_frames(frames: list[bytes]) -> list[bytes]:
 @pytest.mark.parametrize("mirror_type", ["2", "3"])
 def test_mirror_of_real_tcp(tmp_path: Path, mirror_type: str) -> None:
     erspan_path, wire_path = tmp_path / "erspan.pcap", tmp_path / "wire.pcap"
-    try:
-        ctx = netns_pair()
-        pair = ctx.__enter__()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"cannot create network namespaces here: {exc}")
-    try:
-        jumbo_links(pair)
-        with gre_sink(pair), \
-                tcpdump(pair, erspan_path, f"ip proto 47 and dst host {COLLECTOR_IP}"), \
-                tcpdump(pair, wire_path, "not ip proto 47"), \
-                mirror(pair, mirror_type) as report:
-            _client_server(pair, "sf", CLIENT_PORT, SERVER_PORT)
-    finally:
-        ctx.__exit__(None, None, None)
+    with jumbo_pair() as pair, gre_sink(pair), \
+            tcpdump(pair, erspan_path, f"ip proto 47 and dst host {COLLECTOR_IP}"), \
+            tcpdump(pair, wire_path, "not ip proto 47"), \
+            mirror(pair, mirror_type) as report:
+        _client_server(pair, "sf", CLIENT_PORT, SERVER_PORT)
 
     # the connection as the collector's flowscope sees it
     out = subprocess.run([sys.executable, "-m", "flowscope", "sessions", str(erspan_path),
@@ -199,19 +205,12 @@ def test_type3_direction_is_what_the_kernel_says(tmp_path: Path) -> None:
     the client sends with someone else's source address (as a bridge forwards) is egress, a
     frame it receives carrying the client's own address (spoofed) is ingress."""
     erspan_path = tmp_path / "erspan.pcap"
-    try:
-        ctx = netns_pair()
-        pair = ctx.__enter__()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"cannot create network namespaces here: {exc}")
-    try:
-        jumbo_links(pair)
+    with jumbo_pair() as pair:
         client_mac = Path(f"/sys/class/net/{pair.client_if}/address")
         mac = subprocess.run(pair.exec(pair.client_ns, "cat", str(client_mac)),
                              capture_output=True, text=True, check=True).stdout.strip()
 
         def udp(src_mac: str, src: str, dst: str, marker: bytes) -> bytes:
-            from scapy.layers.inet import UDP
             return bytes(Ether(src=src_mac, dst="ff:ff:ff:ff:ff:ff") / IP(src=src, dst=dst)
                          / UDP(sport=5555, dport=5555) / marker)
 
@@ -223,8 +222,6 @@ def test_type3_direction_is_what_the_kernel_says(tmp_path: Path) -> None:
             inject(pair, pair.client_ns, pair.client_if, forwarded_out)
             inject(pair, pair.server_ns, pair.server_if, spoofed_in)
             time.sleep(0.3)
-    finally:
-        ctx.__exit__(None, None, None)
 
     seen = {}
     for batch, rows in PacketRun([str(erspan_path)]).batches():

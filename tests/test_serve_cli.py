@@ -5,12 +5,9 @@ is refused and logged; SIGTERM stops cleanly and leaves the Parquet snapshot."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ import pytest
 from flowscope.stream.meta import BatchMeta
 from flowscope.stream.uplink import Uplink
 
+from .processes import Proc
 from .serve_fixtures import ROOT, batches, flowscope, make_incident, rows
 
 TOKEN = "s3cret-token-for-tests"
@@ -32,38 +30,12 @@ def incident(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_incident(tmp_path_factory.mktemp("incident"))
 
 
-class Serve:
+class Serve(Proc):
     """A `flowscope serve` process; its stderr lines collected as they come."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "flowscope", "serve", *args],
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-        self.lines: list[str] = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append("<eof>")
-            self.cond.notify_all()
-
-    def wait_for(self, pattern: str) -> re.Match[str]:
-        """The first stderr line matching ``pattern`` (waits for it; fails at process end)."""
-        with self.cond:
-            while True:
-                for line in self.lines:
-                    m = re.search(pattern, line)
-                    if m:
-                        return m
-                if "<eof>" in self.lines:
-                    pytest.fail(f"serve ended without {pattern!r}:\n" + "\n".join(self.lines))
-                self.cond.wait(60)
+        super().__init__([sys.executable, "-m", "flowscope", "serve", *args], "serve",
+                         env={"PYTHONPATH": str(ROOT / "src")})
 
     @property
     def http(self) -> str:
@@ -73,9 +45,8 @@ class Serve:
     def grpc(self) -> str:
         return self.wait_for(r"gRPC receiver on (\S+)")[1]
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(60)
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        return super().stop(sig, timeout)
 
 
 @pytest.fixture
