@@ -93,7 +93,8 @@ def capabilities(fields_seen: set[str]) -> list[str]:
 
 
 MAX_INTERVALS = 100_000
-DUCKDB_TYPES = {"int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR"}
+DUCKDB_TYPES = {"int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR",
+                "bool": "BOOLEAN"}
 
 
 def _sniff(path: str, log_format: tuple[str, ...] | None) -> tuple[bool, tuple[str, ...]]:
@@ -150,48 +151,88 @@ class Engine:
         text, schema = compiled.sql(query, inputs, per_interface)
         return self.db.sql(text).to_arrow_table().cast(schema)
 
+    def table(self, query: str, inputs: list[compiled.Input]) -> compiled.Input:
+        """The query's rows kept in a DuckDB table (typed as Ibis says), for the next
+        queries to read."""
+        text, schema = compiled.sql(query, inputs)
+        name = self.name(query)
+        typed = ", ".join(f'CAST("{c.name}" AS {DUCKDB_TYPES[str(c.type)]}) AS "{c.name}"'
+                          for c in schema)
+        self.db.execute(f"CREATE TEMP TABLE {name} AS SELECT {typed} FROM ({text})")
+        return compiled.Input(name, schema, "directions")
 
-def _read_native(con: Engine, path: str, header: bool, names: tuple[str, ...],
-                 result: Analysis) -> list[compiled.Input]:
-    """DuckDB parses the file itself (parallel, compressed input, spills to disk) into a
-    table of the fields the analysis reads, typed, named as columns; the lines it rejects
-    come back with their numbers: re-split if only spaces were doubled, else reported as
-    file:line: reason."""
+
+@dataclass
+class _TextScan:
+    """A text log DuckDB reads in place (a view over ``read_csv``): scanned once, by the
+    directions query; the lines it rejects are kept in ``rejects``."""
+
+    path: str
+    names: tuple[str, ...]  # the fields of the file
+    used: list[str]  # the fields the analysis reads
+    rejects: str
+    input: compiled.Input
+
+
+def _scan_text(con: Engine, path: str, header: bool, names: tuple[str, ...]) -> _TextScan:
+    """A view of the fields the analysis reads, typed, named as columns; DuckDB parses the
+    file when the directions query reads it (parallel, compressed input, spills to disk)."""
     columns = {n: DUCKDB_TYPES[str(f.TYPES.get(n, pa.string()))] for n in names}
     spec = ", ".join(f"'{n}': '{t}'" for n, t in columns.items())
-    table = con.name("flows")
-    rejects, scan = f"rejects_{table}", f"scan_{table}"
-    db = con.db
+    view = con.name("flows")
+    rejects, scan = f"rejects_{view}", f"scan_{view}"
     used = [n for n in names if f.column(n) in f.ANALYSED] or list(names[:1])
     select = ", ".join(f'"{n}" AS "{f.column(n)}"' for n in used)
-    db.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT {select} FROM read_csv(?, delim=' ', "
+    quoted = path.replace("'", "''")
+    con.db.execute(
+        f"CREATE TEMP VIEW {view} AS SELECT {select} FROM read_csv('{quoted}', delim=' ', "
         f"quote='', escape='', header={'true' if header else 'false'}, nullstr='-', "
         f"columns={{{spec}}}, store_rejects=true, rejects_table='{rejects}', "
-        f"rejects_scan='{scan}', strict_mode=false, auto_detect=false)", [path])
-    bad = db.execute(
+        f"rejects_scan='{scan}', strict_mode=false, auto_detect=false)")
+    schema = pa.schema([(f.column(n), f.TYPES.get(n, pa.string())) for n in used])
+    return _TextScan(path, names, used, rejects, compiled.Input(view, schema, "aws"))
+
+
+NUMERIC = {name for name, typ in f.TYPES.items() if pa.types.is_integer(typ)}
+
+
+def _integer(text: str) -> bool:
+    """What DuckDB reads as an integer field: digits, a sign, or '-' (null)."""
+    digits = text.removeprefix("-")
+    return text == "-" or (digits.isascii() and digits.isdigit())
+
+
+def _rejected(con: Engine, text: _TextScan) -> tuple[list[str], compiled.Input | None]:
+    """After the scan: the lines DuckDB rejected, with their numbers.  Re-split if only
+    spaces were doubled (returned as a table of records), else reported as file:line:
+    reason."""
+    bad = con.db.execute(
         f"SELECT line, any_value(csv_line), min(error_type), min(column_name) "
-        f"FROM {rejects} GROUP BY line ORDER BY line").fetchall()
-    repaired = []
-    for line, text, kind, column in bad:
-        parts = (text or "").split()
+        f"FROM {text.rejects} GROUP BY line ORDER BY line").fetchall()
+    problems, repaired = [], []
+    names, used, path = text.names, text.used, text.path
+    for line, row_text, kind, column in bad:
+        parts = (row_text or "").split()
         if not parts:
             continue
-        if len(parts) == len(names) and kind != "CAST":
+        if len(parts) == len(names):  # spaces doubled (DuckDB saw a field too many), or not
             row = dict(zip(names, parts, strict=True))
-            repaired.append({n: row[n] for n in used})
+            wrong = [n for n in names if n in NUMERIC and not _integer(row[n])]
+            if wrong:
+                problems.append(f"{path}:{line}: {wrong[0]} is not a number")
+            else:
+                repaired.append({n: row[n] for n in used})
         elif kind == "CAST":
-            result.problems.append(f"{path}:{line}: {column} is not a number")
+            problems.append(f"{path}:{line}: {column} is not a number")
         else:
-            result.problems.append(f"{path}:{line}: {len(parts)} fields where the format has "
-                                   f"{len(names)}")
-    inputs = [con.describe(table, "aws")]
-    if repaired:
-        fixed = pa.table({f.column(n): pa.array([None if r[n] == "-" else r[n]
-                                                 for r in repaired], pa.string())
-                          .cast(f.TYPES.get(n, pa.string())) for n in used})
-        inputs.append(con.arrow(fixed.cast(inputs[0].schema), "aws"))
-    return inputs
+            problems.append(f"{path}:{line}: {len(parts)} fields where the format has "
+                            f"{len(names)}")
+    if not repaired:
+        return problems, None
+    fixed = pa.table({f.column(n): pa.array([None if r[n] == "-" else r[n]
+                                             for r in repaired], pa.string())
+                      .cast(f.TYPES.get(n, pa.string())) for n in used})
+    return problems, con.arrow(fixed.cast(text.input.schema), "aws")
 
 
 def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
@@ -203,6 +244,7 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
     seen: set[str] = set()
     con = Engine()
     inputs: list[compiled.Input] = []
+    scans: list[tuple[int, _TextScan]] = []  # where in the problems each file's go
     clouds: set[str] = set()
     for path in expand(paths):
         try:
@@ -255,11 +297,28 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
             result.problems.append(f"{path}: the format lacks {', '.join(missing)}: its "
                                    f"records cannot be paired into connections")
             continue
-        read_here = _read_native(con, path, header, names, result) if path != "-" else stdin
-        if not read_here:
+        if path == "-":
+            if stdin:
+                seen |= set(names)
+                inputs += stdin
             continue
+        scan = _scan_text(con, path, header, names)
+        scans.append((len(result.problems), scan))
         seen |= set(names)
-        inputs += read_here
+        inputs.append(scan.input)
+    if not inputs:
+        raise FlowscopeError("no flow-log records found" + (
+            f" ({result.problems[0]})" if result.problems else ""))
+    # the one pass over the records: per 5-tuple and interface
+    directions = con.table("directions", inputs)
+    repaired = []
+    for at, scan in reversed(scans):  # each file's bad lines where it was read
+        problems, fixed = _rejected(con, scan)
+        result.problems[at:at] = problems
+        if fixed is not None:
+            repaired.append(fixed)
+    if repaired:  # lines re-split: their rows added to the others
+        directions = con.table("merge", [directions, con.table("directions", repaired)])
     if strict and result.problems:
         more = len(result.problems) - 1
         raise FlowscopeError(f"{result.problems[0]}" + (f" (and {more} more)" if more else "")
@@ -271,14 +330,11 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
     if "azure" in clouds:
         result.capabilities.append("Azure: no TCP flags (no handshake verdicts); denials come "
                                    "from the D state/decision")
-    if not inputs:
-        raise FlowscopeError("no flow-log records found" + (
-            f" ({result.problems[0]})" if result.problems else ""))
-    counts = con.run("summary", inputs).to_pylist()[0]
-    result.records = int(counts["n"])
-    result.gaps = con.run("gaps", inputs)
+    counts = con.run("summary", [directions]).to_pylist()[0]
+    result.records = int(counts["n"] or 0)
+    result.gaps = con.run("gaps", [directions])
     result.coverage_gaps = int(counts["gaps"] or 0)
-    out = con.run("connections", inputs, per_interface=counts["interfaces"] > 1)
+    out = con.run("connections", [directions], per_interface=counts["interfaces"] > 1)
     result.table = _finish(out)
     return result
 

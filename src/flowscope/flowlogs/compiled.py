@@ -27,14 +27,18 @@ import pyarrow as pa
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-QUERIES = ("summary", "gaps", "connections")
+# "directions": raw inputs -> per 5-tuple and interface sums (the one pass over the records);
+# the others read directions tables: "merge" (partial rows of one key added up), "summary",
+# "gaps" (NODATA/SKIPDATA intervals) and "connections".
+QUERIES = ("directions", "merge", "summary", "gaps", "connections")
 
 
 @dataclass(eq=False)
 class Input:
     """A DuckDB table or view the analysis reads.  ``kind``: ``aws`` (AWS field columns,
     ``-`` as ``_``: :func:`connections.records` normalises them), ``parquet`` (AWS Parquet
-    columns, renamed first) or ``records`` (already normalised: GCP, Azure)."""
+    columns, renamed first), ``records`` (already normalised: GCP, Azure) or
+    ``directions`` (a table of :func:`connections.directions` rows)."""
 
     name: str
     schema: pa.Schema
@@ -86,25 +90,34 @@ def sql(query: str, inputs: list[Input], per_interface: bool = False) -> tuple[s
 
 
 def build(query: str, inputs: list[Input], per_interface: bool = False) -> ir.Table:
-    """The Ibis expression of ``query`` over the union of ``inputs``' records."""
+    """The Ibis expression of ``query`` over the union of ``inputs`` (raw records for
+    ``directions``, directions tables for the others)."""
     import ibis
 
     from flowscope.flowlogs import connections
     from flowscope.flowlogs import fields as f
 
-    parts = []
-    for i in inputs:
-        t = ibis.table(ibis.Schema.from_pyarrow(i.schema), name=i.name)
-        if i.kind == "parquet":  # AWS Parquet flow logs: the fields with '_' for '-'
-            t = t.rename({f.column(c): c for c in t.columns if "-" in c})
-        parts.append(t if i.kind == "records" else connections.records(t))
-    records = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    tables = [ibis.table(ibis.Schema.from_pyarrow(i.schema), name=i.name) for i in inputs]
+    if query == "directions":
+        parts = []
+        for i, t in zip(inputs, tables, strict=True):
+            if i.kind == "parquet":  # AWS Parquet flow logs: the fields with '_' for '-'
+                t = t.rename({f.column(c): c for c in t.columns if "-" in c})
+            parts.append(t if i.kind == "records" else connections.records(t))
+        return connections.directions(_union(parts))
+    d = _union(tables)
+    if query == "merge":
+        return connections.merge(d)
     if query == "summary":
-        return records.aggregate(n=records.count(),
-                                 gaps=(records.status == f.STATUS_SKIPDATA).sum(),
-                                 interfaces=records.interface_id.nunique())
+        return d.aggregate(n=d.records.sum(),
+                           gaps=d.records.sum(where=d.status == f.STATUS_SKIPDATA),
+                           interfaces=d.interface_id.nunique())
     if query == "gaps":
-        return records.filter(records.status != "OK").select("start", "end", "status")
+        return connections.gaps(d)
     if query == "connections":
-        return connections.connections_from(records, per_interface=per_interface)
+        return connections.connections_from(d, per_interface=per_interface)
     raise ValueError(f"unknown query {query!r}")
+
+
+def _union(tables: list[ir.Table]) -> ir.Table:
+    return tables[0].union(*tables[1:]) if len(tables) > 1 else tables[0]

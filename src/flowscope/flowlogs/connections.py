@@ -97,42 +97,70 @@ def _whole(t: ir.Table) -> dict[str, ir.Value]:
                                 ibis.null("int64")).min(),
         "reject_first": ibis.ifelse(~accepted, t.start, ibis.null("int64")).min(),
         "rejected": (~accepted).any(), "accepted": accepted.any(),
-        "interface_id": t.interface_id.min(), "reject_reason": t.reject_reason.max(),
+        "reject_reason": t.reject_reason.max(),
     }
 
 
 TUPLE = ["a", "ap", "b", "bp", "proto"]
+# One row of directions() per record status, 5-tuple (smaller address first) and interface.
+KEY = ["status", *TUPLE, "interface_id"]
+SIDES = [f"{side}_{k}" for side in ("x", "y") for k in ("packets", "bytes", "flags")]
 
 
-def directions(r: ir.Table, per_interface: bool = True) -> ir.Table:
-    """Per 5-tuple, both directions' packets, bytes and flags side by side (``x_*`` from the
-    smaller address, ``y_*`` from the other), and times, closes and rejections overall.
+def directions(r: ir.Table) -> ir.Table:
+    """Stage one, the only pass over the records: per 5-tuple and interface, both
+    directions' packets, bytes and flags side by side (``x_*`` from the smaller address,
+    ``y_*`` from the other), times, closes and rejections, and the record count.
+
+    NODATA/SKIPDATA records have no addresses: theirs is the interval they cover, so their
+    ``a`` and ``b`` hold its start and end (as text), one row per interval and interface,
+    the coverage of the logs (:func:`gaps`).  A key of its own for them costs every record
+    a third more time in the hash table.  Rows are partial sums: :func:`merge` adds up rows
+    of the same key (records read in more than one go)."""
+    a_first = (r.src < r.dst) | ((r.src == r.dst) & (r.sport <= r.dport))
+    ok = r.status == "OK"
+    t = r.mutate(
+        a=ibis.ifelse(ok, ibis.ifelse(a_first, r.src, r.dst), r.start.cast("string")),
+        ap=ibis.ifelse(a_first, r.sport, r.dport),
+        b=ibis.ifelse(ok, ibis.ifelse(a_first, r.dst, r.src), r.end.cast("string")),
+        bp=ibis.ifelse(a_first, r.dport, r.sport), from_a=a_first)
+    sides = {f"{side}_{k}": v for side, where in (("x", t.from_a), ("y", ~t.from_a))
+             for k, v in _sums(t, where).items()}
+    return t.group_by(KEY).aggregate(records=t.count(), **sides, **_whole(t))
+
+
+def gaps(d: ir.Table) -> ir.Table:
+    """The NODATA/SKIPDATA intervals of :func:`directions` rows."""
+    d = d.filter(d.status != "OK")
+    return d.select(start=d.a.cast("int64"), end=d.b.cast("int64"), status=d.status)
+
+
+def merge(d: ir.Table) -> ir.Table:
+    """Partial :func:`directions` rows of the same key added up into one."""
+    return d.group_by(KEY).aggregate(
+        records=d.records.sum(),
+        **{c: bit_or(d[c]) if c.endswith("flags") else d[c].sum() for c in SIDES},
+        first=d.first.min(), last=d.last.max(), close_ts=d.close_ts.min(),
+        reject_first=d.reject_first.min(), rejected=d.rejected.any(),
+        accepted=d.accepted.any(), reject_reason=d.reject_reason.max())
+
+
+def pairs(d: ir.Table, per_interface: bool = True) -> ir.Table:
+    """Stage two: one row per 5-tuple of recorded traffic.
 
     ``per_interface``: when both ends' ENIs are logged, each direction is recorded twice, once
-    per ENI; the same packets must not count twice, so records are first summed per interface
-    and interfaces then merged with max.  Logs of a single interface (the usual time-boxed
-    capture) skip that first pass: one group-by from records to connections."""
-    a_first = (r.src < r.dst) | ((r.src == r.dst) & (r.sport <= r.dport))
-    t = r.mutate(
-        a=ibis.ifelse(a_first, r.src, r.dst), ap=ibis.ifelse(a_first, r.sport, r.dport),
-        b=ibis.ifelse(a_first, r.dst, r.src), bp=ibis.ifelse(a_first, r.dport, r.sport),
-        from_a=a_first)
+    per ENI; the same packets must not count twice, so the interfaces' sums are merged with
+    max.  Logs of a single interface (the usual time-boxed capture) have one row per 5-tuple
+    already."""
+    d = d.filter([d.status == "OK", d.a.notnull(), d.b.notnull()])
     if not per_interface:
-        sides = {f"{side}_{k}": v for side, where in (("x", t.from_a), ("y", ~t.from_a))
-                 for k, v in _sums(t, where).items()}
-        return t.group_by(TUPLE).aggregate(**sides, **_whole(t))
-    whole = {k: v for k, v in _whole(t).items() if k != "interface_id"}
-    e = t.group_by([*TUPLE, "from_a", "interface_id"]).aggregate(**_sums(t), **whole)
-    sides = {}
-    for side, where in (("x", e.from_a), ("y", ~e.from_a)):
-        sides |= {f"{side}_packets": e.packets.max(where=where),
-                  f"{side}_bytes": e.bytes.max(where=where),
-                  f"{side}_flags": bit_or(e.flags, where=where)}
-    return e.group_by(TUPLE).aggregate(
-        **sides, first=e.first.min(), last=e.last.max(), close_ts=e.close_ts.min(),
-        reject_first=e.reject_first.min(), rejected=e.rejected.any(),
-        accepted=e.accepted.any(), interface_id=e.interface_id.min(),
-        reject_reason=e.reject_reason.max())
+        return d
+    return d.group_by(TUPLE).aggregate(
+        **{c: bit_or(d[c]) if c.endswith("flags") else d[c].max() for c in SIDES},
+        first=d.first.min(), last=d.last.max(), close_ts=d.close_ts.min(),
+        reject_first=d.reject_first.min(), rejected=d.rejected.any(),
+        accepted=d.accepted.any(), interface_id=d.interface_id.min(),
+        reject_reason=d.reject_reason.max())
 
 
 def _any_of(v: ir.Value, values: tuple[str, ...]) -> ir.BooleanValue:
@@ -145,19 +173,18 @@ def _any_of(v: ir.Value, values: tuple[str, ...]) -> ir.BooleanValue:
 
 def connections(t: ir.Table, per_interface: bool = True) -> ir.Table:
     """One row per connection from a raw flow-log table (AWS field names, ``-`` -> ``_``)."""
-    return connections_from(records(t), per_interface)
+    return connections_from(directions(records(t)), per_interface)
 
 
-def connections_from(r: ir.Table, per_interface: bool = True) -> ir.Table:
-    """One row per connection from normalised records (:func:`records`), failures first
-    (then by start time).  ``per_interface``: see :func:`directions`.
+def connections_from(d: ir.Table, per_interface: bool = True) -> ir.Table:
+    """One row per connection from :func:`directions` rows, failures first (then by start
+    time).  ``per_interface``: see :func:`pairs`.
 
     Built in stages (originator, then the originator's and responder's sides, then the
     state, then the verdict), each a named column the next stage reads: written as one
     expression, the SQL repeated the state's CASE in every verdict, evidence and problem
     branch, and the engine evaluated it that many times."""
-    r = r.filter([r.status == "OK", r.src.notnull(), r.dst.notnull()])
-    j = directions(r, per_interface)
+    j = pairs(d, per_interface)
     xf = j.x_flags.fill_null(0)
     yf = j.y_flags.fill_null(0)
     x_syn = ((xf & SYN) != 0) & ((xf & ACK_BIT) == 0)
