@@ -103,3 +103,29 @@ def test_the_session_path_does_not_import_pandas(tmp_path: Path) -> None:
                             check=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
     assert pq.read_table(out).num_rows > 100
+
+
+def test_connections_converted_in_slices_make_the_same_table(tmp_path: Path,
+                                                               monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """conn_table converts TABLE_ROWS connections at a time (bounded temporaries); the rows,
+    their order and every value are those of one conversion of all of them."""
+    from flowscope.analyse.sessions import SessionTracker
+    from flowscope.pipeline import PacketRun
+    from flowscope.sinks import sessions
+
+    capture = tmp_path / "c.pcap"
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, str(root / "bench" / "make_capture.py"), "--frames", "3000",
+                    "--loss", "0.01", "-o", str(capture)], check=True, capture_output=True)
+    tracker = SessionTracker()
+    for _, rows in PacketRun([str(capture)]).batches():
+        tracker.update(rows)
+    tracker.close()
+    state = np.concatenate(list(tracker.drain_conns()))
+    assert state.shape[0] > 100
+    whole = sessions.conn_table(state)
+    monkeypatch.setattr(sessions, "TABLE_ROWS", 7)
+    sliced = sessions.conn_table(state)
+    assert sliced.column("uid").num_chunks == -(-state.shape[0] // 7)
+    assert sliced.schema == whole.schema
+    assert sliced.to_pylist() == whole.to_pylist()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -190,14 +193,16 @@ def decap(files: Files,
           vxlan_port: VxlanPorts = None, geneve_port: GenevePorts = None,
           max_depth: MaxDepth = 4) -> None:
     """Write the mirrored (inner) frames as pcapng, mirror metadata kept per packet."""
-    import gc
+    with _no_collections():
+        _decap(files, output, split_by, restore_timestamps,
+               _config(vxlan_port, geneve_port, max_depth))
 
-    # Importing NumPy and Numba and loading the kernels makes ~10^5 objects and no garbage,
-    # and the batch loop makes no reference cycles: no collections (see the end too).
-    gc.disable()
+
+def _decap(files: list[str], output: Path, split_by: SplitBy, restore_timestamps: bool,
+           config: DecodeConfig) -> None:
     from flowscope.sinks.pcapng import PcapngWriter
 
-    run = _run(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
+    run = _run(files, config, reuse_rows=True)
     try:
         with open(output, "wb", buffering=1 << 20) as out:
             writer = PcapngWriter(out, split_by.value, restore_timestamps)  # type: ignore[arg-type]
@@ -211,7 +216,6 @@ def decap(files: Files,
               + (f"; {writer.skipped} frames had no mirror encapsulation" if writer.skipped
                  else ""))
     _report(run)
-    gc.freeze()  # spares the interpreter's exit a full collection over them (0.2 s)
 
 
 @app.command()
@@ -271,12 +275,19 @@ def sessions(files: Files,
              max_depth: MaxDepth = 4) -> None:
     """One row per session (TCP with Zeek conn_state, UDP, ICMP, RoCEv2 queue pair), problems
     first, with a verdict and its evidence."""
+    with _no_collections():
+        _sessions(files, format, output, problems, interval, limit,
+                  _config(vxlan_port, geneve_port, max_depth))
+
+
+def _sessions(files: list[str], format: SessionFormat, output: str | None, problems: bool,
+              interval: str | None, limit: int | None, config: DecodeConfig) -> None:
     from flowscope.pipeline import track_sessions
 
     interval_ns = _duration_ns(interval) if interval else None
     if format is SessionFormat.parquet and output is None and sys.stdout.isatty():
         _fail(FlowscopeError("--format parquet needs -o FILE (or a pipe)"))
-    run = _run(files, _config(vxlan_port, geneve_port, max_depth), reuse_rows=True)
+    run = _run(files, config, reuse_rows=True)
     try:
         result = track_sessions(run, _progress(run), interval_ns)
     except FlowscopeError as e:
@@ -295,6 +306,21 @@ def sessions(files: Files,
         sys.stderr.close()
         return
     _report(run)
+
+
+@contextmanager
+def _no_collections() -> Iterator[None]:
+    """No garbage collections while a packet command runs: importing NumPy, Numba and
+    PyArrow and loading the kernels makes ~10^5 objects and no garbage, and the batch loop
+    makes a handful of reference cycles per run, not per batch.  Every collection would walk
+    all of them (0.1-0.2 s per run), and so would the interpreter's exit unless they are
+    frozen (0.3 s)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _write_rows(table, format: SessionFormat, output: str | None, *,  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 
 from flowscope.analyse import copies
-from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, insert, mix, mix_bytes
+from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, insert, mix, mix_addr
 from flowscope.analyse.qp import EV_COPY, EV_NEW, EV_RETRANS
 from flowscope.decode import roce
 
@@ -166,9 +166,9 @@ def _hashes(r, kind):  # pragma: no cover - compiled
     else:
         a, b, pa, pb = r.dst, r.src, dp, sp
     h1 = mix(mix(mix(BASIS_1, ms), r.proto), r.ipver)
-    h1 = mix(mix(mix_bytes(mix_bytes(h1, a), b), pa), pb)
+    h1 = mix(mix(mix_addr(mix_addr(h1, a), b), pa), pb)
     h2 = mix(mix(BASIS_2, pb), pa)
-    h2 = mix(mix(mix_bytes(mix_bytes(h2, b), a), r.proto), ms)
+    h2 = mix(mix(mix_addr(mix_addr(h2, b), a), r.proto), ms)
     return h1, h2
 
 

@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 
 from flowscope.analyse import copies
-from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, insert, mix, mix_bytes
+from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, insert, mix, mix_addr
 from flowscope.decode import roce
 
 PSN_HALF = roce.PSN_MOD // 2
@@ -71,10 +71,10 @@ def _psn_diff(a, b):  # pragma: no cover - compiled
 @nb.njit(inline="always", cache=True)
 def _hashes(r, src, dst, qp):  # pragma: no cover - compiled
     ms = copies.mirror_session(r)
-    h1 = mix(mix_bytes(mix(mix(BASIS_1, ms), r.ipver), src), qp)
-    h1 = mix_bytes(h1, dst)
-    h2 = mix(mix_bytes(mix(mix(BASIS_2, qp), r.ipver), dst), ms)
-    h2 = mix_bytes(h2, src)
+    h1 = mix(mix_addr(mix(mix(BASIS_1, ms), r.ipver), src), qp)
+    h1 = mix_addr(h1, dst)
+    h2 = mix(mix_addr(mix(mix(BASIS_2, qp), r.ipver), dst), ms)
+    h2 = mix_addr(h2, src)
     return h1, h2
 
 
