@@ -9,6 +9,7 @@ table: failing connections first.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -197,20 +198,19 @@ NUMERIC = {name for name, typ in f.TYPES.items() if pa.types.is_integer(typ)}
 
 
 def _integer(text: str) -> bool:
-    """What DuckDB reads as an integer field: digits, a sign, or '-' (null)."""
-    digits = text.removeprefix("-")
-    return text == "-" or (digits.isascii() and digits.isdigit())
+    """An integer field's text: digits with an optional sign, or '-' (null)."""
+    return text == "-" or re.match(aws_text.INTEGER, text) is not None
 
 
-def _rejected(con: Engine, text: _TextScan) -> tuple[list[str], compiled.Input | None]:
+def _rejected(con: Engine, scan: _TextScan) -> tuple[list[str], compiled.Input | None]:
     """After the scan: the lines DuckDB rejected, with their numbers.  Re-split if only
     spaces were doubled (returned as a table of records), else reported as file:line:
     reason."""
     bad = con.db.execute(
         f"SELECT line, any_value(csv_line), min(error_type), min(column_name) "
-        f"FROM {text.rejects} GROUP BY line ORDER BY line").fetchall()
+        f"FROM {scan.rejects} GROUP BY line ORDER BY line").fetchall()
     problems, repaired = [], []
-    names, used, path = text.names, text.used, text.path
+    names, used, path = scan.names, scan.used, scan.path
     for line, row_text, kind, column in bad:
         parts = (row_text or "").split()
         if not parts:
@@ -232,7 +232,7 @@ def _rejected(con: Engine, text: _TextScan) -> tuple[list[str], compiled.Input |
     fixed = pa.table({f.column(n): pa.array([None if r[n] == "-" else r[n]
                                              for r in repaired], pa.string())
                       .cast(f.TYPES.get(n, pa.string())) for n in used})
-    return problems, con.arrow(fixed.cast(text.input.schema), "aws")
+    return problems, con.arrow(fixed.cast(scan.input.schema), "aws")
 
 
 def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,

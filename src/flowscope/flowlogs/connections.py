@@ -135,14 +135,20 @@ def gaps(d: ir.Table) -> ir.Table:
     return d.select(start=d.a.cast("int64"), end=d.b.cast("int64"), status=d.status)
 
 
+def _rolled_up(d: ir.Table, side: str) -> dict[str, ir.Value]:
+    """Rows of :func:`directions` combined: each direction's packets and bytes by ``side``
+    ('sum' for partial rows of one interface, 'max' across interfaces), flags OR-ed, times,
+    closes and rejections as over the records."""
+    return {**{c: bit_or(d[c]) if c.endswith("flags") else getattr(d[c], side)()
+               for c in SIDES},
+            "first": d.first.min(), "last": d.last.max(), "close_ts": d.close_ts.min(),
+            "reject_first": d.reject_first.min(), "rejected": d.rejected.any(),
+            "accepted": d.accepted.any(), "reject_reason": d.reject_reason.max()}
+
+
 def merge(d: ir.Table) -> ir.Table:
     """Partial :func:`directions` rows of the same key added up into one."""
-    return d.group_by(KEY).aggregate(
-        records=d.records.sum(),
-        **{c: bit_or(d[c]) if c.endswith("flags") else d[c].sum() for c in SIDES},
-        first=d.first.min(), last=d.last.max(), close_ts=d.close_ts.min(),
-        reject_first=d.reject_first.min(), rejected=d.rejected.any(),
-        accepted=d.accepted.any(), reject_reason=d.reject_reason.max())
+    return d.group_by(KEY).aggregate(records=d.records.sum(), **_rolled_up(d, "sum"))
 
 
 def pairs(d: ir.Table, per_interface: bool = True) -> ir.Table:
@@ -155,12 +161,8 @@ def pairs(d: ir.Table, per_interface: bool = True) -> ir.Table:
     d = d.filter([d.status == "OK", d.a.notnull(), d.b.notnull()])
     if not per_interface:
         return d
-    return d.group_by(TUPLE).aggregate(
-        **{c: bit_or(d[c]) if c.endswith("flags") else d[c].max() for c in SIDES},
-        first=d.first.min(), last=d.last.max(), close_ts=d.close_ts.min(),
-        reject_first=d.reject_first.min(), rejected=d.rejected.any(),
-        accepted=d.accepted.any(), interface_id=d.interface_id.min(),
-        reject_reason=d.reject_reason.max())
+    return d.group_by(TUPLE).aggregate(**_rolled_up(d, "max"),
+                                       interface_id=d.interface_id.min())
 
 
 def _any_of(v: ir.Value, values: tuple[str, ...]) -> ir.BooleanValue:
