@@ -12,6 +12,11 @@ case) with bench/make_capture.py, then on the 1M capture, each pinned to one cor
   dpkt       bench/dpkt_decap.py FILE -o OUT.pcapng (dpkt.pcap.Reader -> dpkt.pcapng.Writer);
   tshark     `tshark -r FILE -T fields -e ip.src ... -e gre.sequence_number > /dev/null`.
 
+The sessions and flowlogs sections run their contenders in turn, --rounds times after one
+untimed flowscope run, and report the median of the per-round ratios (this VM's speed
+drifts by tens of percent over minutes; best-of-N of one tool against one run of another
+would compare different moments).
+
 dpkt and tshark are run --repeat times too, unless one run takes longer than --slow seconds,
 in which case that single run is reported.  Peak RSS (ru_maxrss of the child, from wait4)
 of flowscope decap is measured on both captures.  Prints a Markdown table and writes it to
@@ -104,6 +109,36 @@ def timed(name: str, cmd: list[str], frames: int, repeat: int, slow: float,
     return Result(name, " ".join(cmd), runs, frames, cold)
 
 
+def interleaved(contenders: list[tuple[str, list[str]]], frames: int,
+                rounds: int) -> list[Result]:
+    """Each contender once per round, in turn, after one untimed run of the first (flowscope:
+    it fills Numba's on-disk cache).  A slow spell of this shared machine then lands on
+    every contender of that round alike, so the per-round ratios (:func:`ratios`) stay
+    comparable where best-of-N of one against one run of the other does not."""
+    results = [Result(name, " ".join(cmd), [], frames) for name, cmd in contenders]
+    print(f"  warm-up: {contenders[0][0]}", file=sys.stderr, flush=True)
+    results[0].cold = run(contenders[0][1])
+    for k in range(rounds):
+        for result, (_, cmd) in zip(results, contenders, strict=True):
+            result.runs.append(run(cmd))
+        print(f"    round {k + 1}: " + ", ".join(f"{r.name} {r.runs[-1].wall:.2f}s"
+                                                  for r in results), file=sys.stderr, flush=True)
+    return results
+
+
+def ratios(num: Result, den: Result) -> str:
+    """num/den per round of :func:`interleaved`: the median, and the range."""
+    per = sorted(n.wall / d.wall for n, d in zip(num.runs, den.runs, strict=True))
+    mid = per[len(per) // 2] if len(per) % 2 else (per[len(per) // 2 - 1] + per[len(per) // 2]) / 2
+    return f"**{mid:.1f}×** (median of {len(per)} rounds; {per[0]:.1f}-{per[-1]:.1f}×)"
+
+
+def median_wall(r: Result) -> float:
+    walls = sorted(x.wall for x in r.runs)
+    n = len(walls)
+    return walls[n // 2] if n % 2 else (walls[n // 2 - 1] + walls[n // 2]) / 2
+
+
 def flowscope_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("flowscope")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "flowscope"]
@@ -154,30 +189,32 @@ def flowlogs_section(args: argparse.Namespace, row) -> list[str]:  # type: ignor
         subprocess.run([sys.executable, str(BENCH / "make_flowlogs.py"), "--records",
                         str(records), "-o", str(log)], check=True)
     print(f"flow logs on {log.name}:", file=sys.stderr)
-    fs = timed("flowscope flowlogs analyze", [*flowscope_cmd(), "flowlogs", "analyze", str(log),
-                                              "-f", "parquet", "-o", str(OUT / "flows.parquet")],
-               records, args.repeat, args.slow, warmup=True)
-    reader = timed("flowlogs-reader", [sys.executable, str(BENCH / "flowlogs_reader_baseline.py"),
-                                       str(log)], records, args.repeat, args.slow)
-    duck = timed("duckdb pairs (1 thread)", [sys.executable, str(BENCH / "duckdb_pairs.py"),
-                                             str(log)], records, args.repeat, args.slow)
-    base = fs.best.wall
+    fs, reader, duck = interleaved(
+        [("flowscope flowlogs analyze", [*flowscope_cmd(), "flowlogs", "analyze", str(log),
+                                         "-f", "parquet", "-o", str(OUT / "flows.parquet")]),
+         ("flowlogs-reader", [sys.executable, str(BENCH / "flowlogs_reader_baseline.py"),
+                              str(log)]),
+         ("duckdb pairs (1 thread)", [sys.executable, str(BENCH / "duckdb_pairs.py"), str(log)])],
+        records, args.rounds)
+    base = median_wall(fs)
     size = log.stat().st_size / 1e6
     return [
         f"## flowscope flowlogs analyze vs flowlogs-reader vs DuckDB ({label(records)} records, "
         f"{size:.0f} MB)",
         "",
-        "| contender | records | wall s | CPU s | records/s | × flowscope wall | peak RSS MiB | "
-        "output |",
+        f"Each round runs flowscope, flowlogs-reader, then the bare DuckDB query, pinned to "
+        f"core {CPU}; {args.rounds} rounds after one untimed flowscope run.",
+        "",
+        "| contender | records | wall s (median; best-worst) | CPU s (median run) | records/s "
+        "(median) | × flowscope (median wall) | peak RSS MiB | output |",
         "|---|---|---|---|---|---|---|---|",
         row(fs, "1.0", "connections with verdicts (Parquet)"),
-        row(reader, f"{reader.best.wall / base:.2f}", "5-tuple aggregates"),
-        row(duck, f"{duck.best.wall / base:.2f}", "direction pairs, OR-ed flags"),
+        row(reader, f"{median_wall(reader) / base:.2f}", "5-tuple aggregates"),
+        row(duck, f"{median_wall(duck) / base:.2f}", "direction pairs, OR-ed flags"),
         "",
-        f"- flowlogs-reader / flowscope: **{reader.best.wall / base:.1f}×** (target ≥ 10×); "
-        f"flowscope / bare DuckDB: **{base / duck.best.wall:.1f}×** (target ≤ 2×).",
-        f"- The same in CPU seconds (user + sys; steadier when other work shares the core): "
-        f"{reader.best.cpu / fs.best.cpu:.1f}× and {fs.best.cpu / duck.best.cpu:.1f}×.",
+        f"- flowlogs-reader / flowscope, wall time per round: {ratios(reader, fs)} "
+        f"(target ≥ 10×).",
+        f"- flowscope / bare DuckDB, wall time per round: {ratios(fs, duck)} (target ≤ 2×).",
         "",
         *(f"- {r.name}: `{r.command}`" for r in (fs, reader, duck)),
         "",
@@ -190,6 +227,15 @@ def table_row(r: Result, ratio: str, out: str) -> str:
     return (f"| {r.name} | {label(r.frames)} | {r.best.wall:.2f} ({how}) | "
             f"{r.best.cpu:.2f} | {r.rate:,.0f} | {ratio} | {r.best.rss_kb / 1024:.0f} | "
             f"{out} |")
+
+
+def round_row(r: Result, ratio: str, out: str) -> str:
+    """A row for :func:`interleaved` results: the median run, and the range of walls."""
+    walls = sorted(x.wall for x in r.runs)
+    mid = sorted(r.runs, key=lambda x: x.wall)[len(r.runs) // 2]
+    return (f"| {r.name} | {label(r.frames)} | {median_wall(r):.2f} ({walls[0]:.2f}-"
+            f"{walls[-1]:.2f}) | {mid.cpu:.2f} | {r.frames / median_wall(r):,.0f} | {ratio} | "
+            f"{max(x.rss_kb for x in r.runs) / 1024:.0f} | {out} |")
 
 
 def session_count(path: Path) -> int:
@@ -306,20 +352,20 @@ def sessions_section(args: argparse.Namespace) -> list[str]:
     flood = OUT / f"erspan2-flood-{label(small)}.pcap"
     ensure_capture(flood, small, "flood")
     fs = flowscope_cmd()
-    rows, ratios, commands = [], [], []
+    rows, ratios_text, commands = [], [], []
     for name, path in (("conversations", cap), ("flood", flood)):
         print(f"sessions on {path.name}, CPU {CPU}:", file=sys.stderr)
         parquet = OUT / f"sessions-{name}.parquet"
-        sessions = timed(f"flowscope sessions ({name})",
-                         [*fs, "sessions", str(path), "--format", "parquet", "-o", str(parquet)],
-                         small, args.repeat, args.slow, warmup=True)
-        conv = timed(f"tshark conv,tcp ({name})", ["tshark", "-q", "-z", "conv,tcp", "-r",
-                                                  str(path)], small, args.repeat, args.slow)
+        sessions, conv = interleaved(
+            [(f"flowscope sessions ({name})",
+              [*fs, "sessions", str(path), "--format", "parquet", "-o", str(parquet)]),
+             (f"tshark conv,tcp ({name})", ["tshark", "-q", "-z", "conv,tcp", "-r", str(path)])],
+            small, args.rounds)
         n_sessions = session_count(parquet)
-        ratio = conv.best.wall / sessions.best.wall
-        rows += [table_row(sessions, "1.0", f"{n_sessions:,} sessions (Parquet)"),
-                 table_row(conv, f"{ratio:.1f}", "conversation table")]
-        ratios.append(f"{name} **{ratio:.1f}×** (CPU {conv.best.cpu / sessions.best.cpu:.1f}×)")
+        ratio = median_wall(conv) / median_wall(sessions)
+        rows += [round_row(sessions, "1.0", f"{n_sessions:,} sessions (Parquet)"),
+                 round_row(conv, f"{ratio:.1f}", "conversation table")]
+        ratios_text.append(f"{name} {ratios(conv, sessions)}")
         commands += [f"- {sessions.name}: `{sessions.command}`",
                      f"- {conv.name}: `{conv.command} > /dev/null`"]
     truth = json.loads(Path(f"{cap}.truth.json").read_text())
@@ -334,12 +380,16 @@ def sessions_section(args: argparse.Namespace) -> list[str]:
         "case: a random template and a fresh client port per frame, so nearly every frame "
         "is a new one-packet connection.",
         "",
-        "| contender | frames | wall s | CPU s | frames/s | × flowscope wall | peak RSS MiB | "
-        "output |",
+        f"Each round runs flowscope, then tshark, pinned to core {CPU}; {args.rounds} rounds "
+        "after one untimed flowscope run.",
+        "",
+        "| contender | frames | wall s (median; best-worst) | CPU s (median run) | frames/s "
+        "(median) | × flowscope (median wall) | peak RSS MiB | output |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"- tshark conv,tcp / flowscope sessions: {'; '.join(ratios)} (target ≥ 10×; tshark "
+        f"- tshark conv,tcp / flowscope sessions, wall time per round: "
+        f"{'; '.join(ratios_text)} (target ≥ 10×; tshark "
         "computes less: packet and byte counts, no states, histories, retransmission "
         "analysis or verdicts).",
         "",
@@ -349,7 +399,7 @@ def sessions_section(args: argparse.Namespace) -> list[str]:
 
 
 SECTIONS = {"decap": decap_section, "sessions": sessions_section,
-            "flowlogs": lambda args: flowlogs_section(args, table_row)}
+            "flowlogs": lambda args: flowlogs_section(args, round_row)}
 
 
 def main() -> None:
@@ -359,6 +409,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per contender (best of)")
     ap.add_argument("--slow", type=float, default=10.0,
                     help="dpkt/tshark runs longer than this many seconds are not repeated")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="sessions and flowlogs sections: rounds of every contender in turn "
+                         "(ratios are the median over rounds)")
     ap.add_argument("--cpu", default="0", help="the core to pin every contender to")
     ap.add_argument("--only", choices=tuple(SECTIONS),
                     help="run one section (writes bench/out/results-SECTION.md)")
