@@ -23,13 +23,13 @@ originator, and says so.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from flowscope.analyse import copies
 from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, insert, mix, mix_addr
 from flowscope.analyse.qp import EV_COPY, EV_NEW, EV_RETRANS
 from flowscope.decode import roce
+from flowscope.jit import njit
 
 # Zeek TCP endpoint states (init-bare.zeek: TCP_INACTIVE = 0 ... TCP_RESET = 6).
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -94,13 +94,13 @@ CONN_STATE = np.dtype([
 ])
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _seq_delta(a, b):  # pragma: no cover - compiled
     d = (a - b) % SEQ_MOD
     return d - SEQ_MOD if d >= SEQ_MOD // 2 else d
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _addr_less(r, sp, dp):  # pragma: no cover - compiled
     """Is (src, sp) the smaller side of the packet's canonical key?"""
     for k in range(16):
@@ -109,7 +109,7 @@ def _addr_less(r, sp, dp):  # pragma: no cover - compiled
     return sp <= dp
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _kind(proto):  # pragma: no cover - compiled
     if proto == 6:
         return KIND_TCP
@@ -127,7 +127,7 @@ ICMP6_PAIRS = ((128, 129), (133, 134), (135, 136), (130, 131), (139, 140), (144,
                (146, 147))
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _icmp_ports(r):  # pragma: no cover - compiled
     """(this message's type, its counterpart type or its code, is it a reply)."""
     t = np.int64(r.icmp_type)
@@ -146,7 +146,7 @@ def _icmp_ports(r):  # pragma: no cover - compiled
     return t, np.int64(r.icmp_code), False
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _ports(r, kind):  # pragma: no cover - compiled
     if kind == KIND_TCP or kind == KIND_UDP:
         return np.int64(r.sport), np.int64(r.dport)
@@ -156,7 +156,7 @@ def _ports(r, kind):  # pragma: no cover - compiled
     return np.int64(0), np.int64(0)
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _hashes(r, kind):  # pragma: no cover - compiled
     """Direction-independent key hashes: the smaller (address, port) side first."""
     sp, dp = _ports(r, kind)
@@ -172,13 +172,13 @@ def _hashes(r, kind):  # pragma: no cover - compiled
     return h1, h2
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _ephemeral(port):  # pragma: no cover - compiled
     """Client-looking ports: the IANA and Linux ephemeral ranges."""
     return port >= 32768
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _originator_is_src(r, kind):  # pragma: no cover - compiled
     """Who originates a new connection, and how we know (ORIG_*)."""
     if kind == KIND_TCP and r.tcp_flags >= 0:
@@ -201,7 +201,7 @@ def _originator_is_src(r, kind):  # pragma: no cover - compiled
     return True, ORIG_FIRST
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _new_conn(st, r, kind, now):  # pragma: no cover - compiled
     src_is_orig, how = _originator_is_src(r, kind)
     if not src_is_orig and kind != KIND_ICMP:
@@ -234,7 +234,7 @@ def _new_conn(st, r, kind, now):  # pragma: no cover - compiled
     st.ws_mru_syn = -1
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _side(st, r):  # pragma: no cover - compiled
     """0 if the packet comes from the originator, 1 from the responder."""
     for k in range(16):
@@ -250,14 +250,14 @@ def _side(st, r):  # pragma: no cover - compiled
 # ---------------------------------------------------------------------------- history
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _add_history(st, letter, side):  # pragma: no cover - compiled
     if st.hist_len < HISTORY_LEN:
         st.history[st.hist_len] = letter + (32 if side else 0)  # lower case for the responder
         st.hist_len += 1
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _check_history(st, which, side):  # pragma: no cover - compiled
     """Zeek Connection::CheckHistory: record the letter the first time; True if seen before."""
     bit = np.uint32(1) << np.uint32(which + 16 * side)
@@ -268,7 +268,7 @@ def _check_history(st, which, side):  # pragma: no cover - compiled
     return False
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _scaled(st, counter, threshold, letter, side):  # pragma: no cover - compiled
     """Zeek Connection::ScaledHistoryEntry: the letter at 1, 10, 100, ... occurrences."""
     counter[side] += 1
@@ -277,7 +277,7 @@ def _scaled(st, counter, threshold, letter, side):  # pragma: no cover - compile
         threshold[side] *= 10
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _update_history(st, flags, side, rel_seq, length):  # pragma: no cover - compiled
     """Zeek update_history (TCPSessionAdapter.cc)."""
     syn = (flags & SYN) != 0
@@ -313,27 +313,27 @@ def _update_history(st, flags, side, rel_seq, length):  # pragma: no cover - com
 # ------------------------------------------------------------------- Zeek state machine
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _set_state(st, side, state):  # pragma: no cover - compiled
     st.prev_state[side] = st.state[side]
     st.state[side] = state
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _swap(a):  # pragma: no cover - compiled
     t = a[0]
     a[0] = a[1]
     a[1] = t
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _close(st, side, state):  # pragma: no cover - compiled
     """FIN or RST: the endpoint's new state, and Zeek's did_close (ConnectionClosed)."""
     _set_state(st, side, state)
     st.did_close[side] = 1
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _flip(st):  # pragma: no cover - compiled
     """Zeek Connection::FlipRoles: swap originator and responder; history gets '^'."""
     for k in range(16):
@@ -386,7 +386,7 @@ def _flip(st):  # pragma: no cover - compiled
     _add_history(st, ord("^"), 0)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _state_machine(st, side, flags, length, base_seq, delta_last):  # pragma: no cover
     """Zeek TCPSessionAdapter::UpdateStateMachine and its Update*State helpers."""
     peer = 1 - side
@@ -442,7 +442,7 @@ def _state_machine(st, side, flags, length, base_seq, delta_last):  # pragma: no
 # ------------------------------------------------------------- Wireshark TCP analysis
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _gt(a, b):  # pragma: no cover - compiled
     return _seq_delta(a, b) > 0
 
@@ -451,12 +451,12 @@ KA, ZWP = 1, 2  # lastsegmentflags bits: keep-alive, zero-window probe
 U32 = 0xFFFFFFFF
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _lt(a, b):  # pragma: no cover - compiled
     return _seq_delta(a, b) < 0
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _wireshark(st, r, side, flags, seglen, now, events, i):  # pragma: no cover - compiled
     """tcp_analyze_sequence_number (packet-tcp.c, Wireshark 4.0), in its order.  Raw
     (absolute) sequence numbers; 0 means "unset", as in Wireshark."""
@@ -558,7 +558,7 @@ def _wireshark(st, r, side, flags, seglen, now, events, i):  # pragma: no cover 
 # ------------------------------------------------------------------------ one packet
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _tcp(st, r, side, now, events, i):  # pragma: no cover - compiled
     flags = np.int64(r.tcp_flags)
     length = np.int64(r.payload_len)
@@ -645,14 +645,14 @@ def _tcp(st, r, side, now, events, i):  # pragma: no cover - compiled
             _scaled(st, st.gap_cnt, st.gap_thr, ord("G"), peer)
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _clean(st, d):  # pragma: no cover - compiled
     """Zeek is_clean(): established, or closed after being established."""
     return st.state[d] == ESTABLISHED or (st.state[d] == CLOSED
                                           and st.prev_state[d] == ESTABLISHED)
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _reused(st, r):  # pragma: no cover - compiled
     """Zeek IsReuse: a SYN with a new initial sequence number on a connection past its
     handshake (or after a close/reset) starts a new connection (Wireshark: "TCP port
@@ -667,7 +667,7 @@ def _reused(st, r):  # pragma: no cover - compiled
     return past and st.seq_known[side] and np.int64(r.tcp_seq) != st.start_seq[side] % SEQ_MOD
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def track(rows, slots, hashes, state, used, events, retired, n_retired):  # pragma: no cover
     """Account every non-RoCE IP row of a batch, in time order.  A connection replaced by
     port reuse is copied to ``retired`` (n_retired[0] rows so far)."""
@@ -752,13 +752,13 @@ class Summary:
         return self.ints[row: row + 2].T
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _pair(ints, row, i, values):  # pragma: no cover - compiled
     ints[row, i] = values[0]
     ints[row + 1, i] = values[1]
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def summarise(st, ints, addr, history):  # pragma: no cover - compiled
     """Copy the table's columns (rows of ``ints`` in SUMMARY_SCALARS then SUMMARY_PAIRS
     order) and compute Zeek's TCP_Endpoint::Size per endpoint."""

@@ -13,10 +13,10 @@ opposite ERSPAN direction bits (ingress and egress of the same packet).
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from flowscope.analyse.flowtable import BASIS_1, mix
+from flowscope.jit import njit
 
 RING = 4
 COPY_WINDOW_NS = 100_000  # 100 us: switch latency, far below any retransmission timer
@@ -29,7 +29,7 @@ FIELDS = [
 ]
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def signature(r, side):  # pragma: no cover - compiled
     h = mix(BASIS_1, side)
     h = mix(h, r.tcp_seq)
@@ -45,7 +45,7 @@ def signature(r, side):  # pragma: no cover - compiled
     return h | np.uint64(1)  # 0 marks an empty ring entry
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def is_copy(st, r, side):  # pragma: no cover - compiled
     """True if r repeats a recent packet of this flow; otherwise remember r."""
     sig = signature(r, side)
@@ -66,7 +66,7 @@ def is_copy(st, r, side):  # pragma: no cover - compiled
     return False
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def mirror_session(r):  # pragma: no cover - compiled
     """The mirror session a packet came in: ERSPAN session id, else VNI, else -1."""
     if r.erspan_type >= 2 or (r.erspan_type == 1 and r.erspan_session >= 0):

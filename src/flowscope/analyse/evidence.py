@@ -11,14 +11,15 @@ Python string per row, and no text copied twice.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
+
+from flowscope.jit import njit
 
 MAX_ARGS = 3  # numbers per sentence
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _digits(v):  # pragma: no cover - compiled
     """Characters of v in decimal (with a minus sign if negative)."""
     size = 1 if v >= 0 else 2
@@ -29,7 +30,7 @@ def _digits(v):  # pragma: no cover - compiled
     return size
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def render(template, args, text, piece_start, first_piece):  # pragma: no cover - compiled
     """Sentence i is template[i]: its pieces first_piece[t] .. first_piece[t + 1] - 1 (bytes
     text[piece_start[p]:piece_start[p + 1]]) with args[i, j] printed after piece j.  Returns

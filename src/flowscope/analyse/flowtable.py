@@ -13,8 +13,9 @@ call :func:`rebuild`, which is cheaper and simpler than tombstones.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from flowscope.jit import njit
 
 MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd (Knuth, TAOCP 6.4)
 BASIS_1 = np.uint64(0xCBF29CE484222325)
@@ -22,14 +23,14 @@ BASIS_2 = np.uint64(0x84222325CBF29CE4)
 EMPTY = -1
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def mix(h, v):  # pragma: no cover - compiled
     """One step over the 64-bit word v (an integer field, sign-extended)."""
     h = (h ^ np.uint64(v)) * MULTIPLIER
     return h ^ (h >> np.uint64(32))
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def mix_addr(h, a):  # pragma: no cover - compiled
     """Two steps over a 16-byte address (IPv4 in the first 4 bytes), as little-endian words."""
     for k in range(0, 16, 8):
@@ -40,7 +41,7 @@ def mix_addr(h, a):  # pragma: no cover - compiled
     return h
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def find(slots, hashes, h1, h2):  # pragma: no cover - compiled
     """The state row of flow (h1, h2), or -(slot + 2) where it would be inserted."""
     mask = slots.shape[0] - 1
@@ -54,7 +55,7 @@ def find(slots, hashes, h1, h2):  # pragma: no cover - compiled
         i = (i + 1) & mask
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def insert(slots, hashes, used, miss, h1, h2):  # pragma: no cover - compiled
     """Add flow (h1, h2) where :func:`find` missed (``miss`` = its negative answer); the new
     row's index.  The caller keeps room (FlowStore.reserve) and initialises the row."""
@@ -66,7 +67,7 @@ def insert(slots, hashes, used, miss, h1, h2):  # pragma: no cover - compiled
     return j
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def rebuild(slots, hashes, n):  # pragma: no cover - compiled
     """Re-insert rows 0..n-1 after a compaction or a resize."""
     slots[:] = EMPTY

@@ -16,10 +16,10 @@ the previous packet of the same stream.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from flowscope.decode.columns import NO_TS
+from flowscope.jit import njit
 
 REORDER_WINDOW = 64  # up to 64 late: reordering; further back: a reset if the next continues
 RESET_JUMP = 1 << 20  # a forward jump this large is a counter reset, not a million losses
@@ -43,13 +43,13 @@ STATE = np.dtype([
 ])
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _signed(d):  # pragma: no cover - compiled
     d = d % SEQ_MOD
     return d - SEQ_MOD if d >= SEQ_MOD // 2 else d
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _late(st, q):  # pragma: no cover - compiled
     """A packet older than the newest: it fills a hole counted as lost, unless it is older
     than the first packet of this counter epoch (no hole was counted for it)."""
@@ -58,7 +58,7 @@ def _late(st, q):  # pragma: no cover - compiled
         st.lost -= 1
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _sequence(st, q):  # pragma: no cover - compiled
     st.seq_packets += 1
     if st.seq_packets == 1:
@@ -110,7 +110,7 @@ def _sequence(st, q):  # pragma: no cover - compiled
             st.pending = q
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def finish(state):  # pragma: no cover - compiled
     """Resolve a far-back packet still waiting at the end of the input: a late packet."""
     for s in range(state.shape[0]):
@@ -119,7 +119,7 @@ def finish(state):  # pragma: no cover - compiled
             state[s].pending = -1
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _hw_time(st, ts32, gra, platform, info, capture_ns):  # pragma: no cover - compiled
     """Restore a Type III hardware timestamp in ns since the epoch, or NO_TS.
 
@@ -158,7 +158,7 @@ def _hw_time(st, ts32, gra, platform, info, capture_ns):  # pragma: no cover - c
     return full * unit
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _stream_hash(r):  # pragma: no cover - compiled
     """FNV-1a over the row's stream key (64 bits: a collision between two of the few
     streams of a capture has probability ~n^2/2^64); never 0, the "no stream" hash."""
@@ -172,7 +172,7 @@ def _stream_hash(r):  # pragma: no cover - compiled
     return h | np.uint64(1)
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _same_stream(a, b):  # pragma: no cover - compiled
     """Whether two rows have the same stream key (STREAM_KEY's fields)."""
     if (a.tunnel != b.tunnel or a.gre_key != b.gre_key or a.erspan_session != b.erspan_session
@@ -185,7 +185,7 @@ def _same_stream(a, b):  # pragma: no cover - compiled
     return True
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def stream_hashes(rows, out):  # pragma: no cover - compiled
     for i in range(rows.shape[0]):
         if rows[i].tunnel == 0:
@@ -197,7 +197,7 @@ def stream_hashes(rows, out):  # pragma: no cover - compiled
 RECENT = 8  # streams remembered by row (a key comparison is cheaper than the hash)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def track(rows, i, known_hash, known_id, state):  # pragma: no cover - compiled
     """Stream id (r.stream) and accounting for rows[i:], until a row whose stream is not in
     known_hash (sorted) yet: returns that row's index, or the number of rows when done.
@@ -232,7 +232,7 @@ def track(rows, i, known_hash, known_id, state):  # pragma: no cover - compiled
     return n
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _account(r, st):  # pragma: no cover - compiled
     if st.packets == 0:
         st.first_ts = r.ts_ns

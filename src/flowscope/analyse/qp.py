@@ -22,12 +22,12 @@ says which flow a CNP throttles.  Rows are merged after the run (:mod:`flowscope
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from flowscope.analyse import copies
 from flowscope.analyse.flowtable import BASIS_1, BASIS_2, find, insert, mix, mix_addr
 from flowscope.decode import roce
+from flowscope.jit import njit
 
 PSN_HALF = roce.PSN_MOD // 2
 LATENCY_RING = 32  # recent request PSNs remembered per flow, for request-to-ACK latency
@@ -61,14 +61,14 @@ QP_STATE = np.dtype([
 ])
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _psn_diff(a, b):  # pragma: no cover - compiled
     """a - b on the 24-bit PSN circle, in [-2^23, 2^23)."""
     d = (a - b) % roce.PSN_MOD
     return d - roce.PSN_MOD if d >= PSN_HALF else d
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _hashes(r, src, dst, qp):  # pragma: no cover - compiled
     ms = copies.mirror_session(r)
     h1 = mix(mix_addr(mix(mix(BASIS_1, ms), r.ipver), src), qp)
@@ -78,7 +78,7 @@ def _hashes(r, src, dst, qp):  # pragma: no cover - compiled
     return h1, h2
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _flow(r, slots, hashes, state, used):  # pragma: no cover - compiled
     qp = np.int64(r.bth_qp)
     h1, h2 = _hashes(r, r.src, r.dst, qp)
@@ -104,7 +104,7 @@ def _flow(r, slots, hashes, state, used):  # pragma: no cover - compiled
     return j, True
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _pair(j, st, r, slots, hashes, state, n):  # pragma: no cover - compiled
     """Find the request flow this response flow answers: reverse addresses, same mirror
     session, the ACK's PSN inside its request PSN range."""
@@ -132,7 +132,7 @@ def _pair(j, st, r, slots, hashes, state, n):  # pragma: no cover - compiled
             return
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _request(st, r, events, i):  # pragma: no cover - compiled
     psn = np.int64(r.bth_psn)
     st.requests += 1
@@ -174,7 +174,7 @@ def _request(st, r, events, i):  # pragma: no cover - compiled
     st.ring_next += 1
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _response(j, st, r, slots, hashes, state, n, events, i):  # pragma: no cover - compiled
     st.responses += 1
     syn = r.aeth_syndrome
@@ -210,7 +210,7 @@ def _response(j, st, r, slots, hashes, state, n, events, i):  # pragma: no cover
                         break
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def track(rows, slots, hashes, state, used, events):  # pragma: no cover - compiled
     """Account every RoCEv2 row (UDP destination port 4791) of a batch, in time order."""
     for i in range(rows.shape[0]):

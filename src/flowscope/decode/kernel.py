@@ -7,12 +7,11 @@ first problem with an error code (codes.ERRORS) and never raises.
 
 from __future__ import annotations
 
-import numba as nb
-
 from flowscope.decode import codes as c
 from flowscope.decode import erspan, ethernet, geneve, gre, ip, roce, transport, vxlan
 from flowscope.decode.columns import NO_TS
 from flowscope.decode.layout import read
+from flowscope.jit import njit
 
 # What the walk expects next.
 N_DONE, N_ETH, N_IP_SNIFF, N_IPV4, N_IPV6, N_SLL, N_SLL2 = 0, 1, 2, 3, 4, 5, 6
@@ -20,7 +19,7 @@ N_GRE, N_ERSPAN1, N_ERSPAN2, N_ERSPAN3, N_UDP, N_TCP, N_ICMP = 7, 8, 9, 10, 11, 
 N_ICMPV6, N_VXLAN, N_GENEVE, N_SCTP, N_ARP, N_BTH = 14, 15, 16, 17, 18, 19
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _after_ethertype(et: int) -> int:  # pragma: no cover - compiled
     if et == ethernet.ETHERTYPE_IPV4:
         return N_IPV4
@@ -31,7 +30,7 @@ def _after_ethertype(et: int) -> int:  # pragma: no cover - compiled
     return N_DONE
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _after_ip_proto(proto: int) -> int:  # pragma: no cover - compiled
     if proto == ip.PROTO_TCP:
         return N_TCP
@@ -48,7 +47,7 @@ def _after_ip_proto(proto: int) -> int:  # pragma: no cover - compiled
     return N_DONE
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _init_row(r) -> None:  # pragma: no cover - compiled
     r.n_layers = 0
     r.error = 0
@@ -93,7 +92,7 @@ def _init_row(r) -> None:  # pragma: no cover - compiled
     r.mirror_gaps = -1
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _clear_inner(r) -> None:  # pragma: no cover - compiled
     """Entering a tunnel payload: what was 'innermost' so far is now the carrier."""
     r.ipver = 0
@@ -122,7 +121,7 @@ def _clear_inner(r) -> None:  # pragma: no cover - compiled
     r.aeth_syndrome = -1
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_ports,
                  max_tunnels):  # pragma: no cover - compiled
     _init_row(r)
@@ -644,7 +643,7 @@ def decode_frame(buf, start, caplen, wirelen, linktype, r, vxlan_ports, geneve_p
         r.len = wirelen
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _copy_outer(r) -> None:  # pragma: no cover - compiled
     r.outer_ipver = r.ipver
     for k in range(16):
@@ -652,7 +651,7 @@ def _copy_outer(r) -> None:  # pragma: no cover - compiled
         r.outer_dst[k] = r.dst[k]
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _geneve_options(buf, p, end, r, first) -> int:  # pragma: no cover - compiled
     """Walk the Geneve option TLVs (RFC 8926 §3.5); surface Google Cloud's (class 0x0132)."""
     count = 0
@@ -678,7 +677,7 @@ def _geneve_options(buf, p, end, r, first) -> int:  # pragma: no cover - compile
     return 0
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def decode_batch(buf, offset, caplen, wirelen, linktype, out, vxlan_ports, geneve_ports,
                  max_tunnels):  # pragma: no cover - compiled
     for i in range(offset.shape[0]):

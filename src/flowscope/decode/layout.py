@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba as nb
 import numpy as np
+
+from flowscope.jit import njit
 
 
 class Field(NamedTuple):
@@ -27,7 +28,7 @@ class Field(NamedTuple):
         return self.offset + self.width
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def read(buf: np.ndarray, pos: int, f: Field) -> int:  # pragma: no cover - compiled
     v = np.uint64(0)
     for k in range(f.width):

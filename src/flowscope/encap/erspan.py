@@ -26,7 +26,6 @@ Ethernet frame; a raw-IP interface (tun, no link header) is carried with FT=2, P
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from flowscope.decode import erspan as hdr
@@ -35,6 +34,7 @@ from flowscope.decode.codes import LINKTYPE_ETHERNET
 from flowscope.decode.layout import read
 from flowscope.encap import gre as gre_out
 from flowscope.encap.fields import put, zero
+from flowscope.jit import njit
 
 TYPE2_LEN = gre_out.HEADER_LEN + hdr.TYPE2_LEN  # GRE + ERSPAN II: 16 bytes
 TYPE3_LEN = gre_out.HEADER_LEN + hdr.TYPE3_LEN + hdr.PLATFORM_LEN  # GRE + III + sub-header: 28
@@ -57,7 +57,7 @@ NS = 1_000_000_000
 EGRESS = 2  # codes.DIRECTIONS
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _tag(src: np.ndarray, o: int, n: int) -> tuple[bool, int, int]:  # pragma: no cover
     """(tagged, VID, PCP) of the frame's outer 802.1Q/802.1ad tag."""
     if n >= ethernet.HEADER_LEN + ethernet.VLAN_LEN:
@@ -69,7 +69,7 @@ def _tag(src: np.ndarray, o: int, n: int) -> tuple[bool, int, int]:  # pragma: n
     return False, 0, 0
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def encapsulate_type2(src: np.ndarray, offset: np.ndarray, caplen: np.ndarray,
                       wirelen: np.ndarray, out: np.ndarray, out_off: np.ndarray, seq0: int,
                       session: int, index: int) -> None:  # pragma: no cover - compiled
@@ -91,7 +91,7 @@ def encapsulate_type2(src: np.ndarray, offset: np.ndarray, caplen: np.ndarray,
         out[p + TYPE2_LEN : p + TYPE2_LEN + n] = src[o : o + n]
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def encapsulate_type3(src: np.ndarray, offset: np.ndarray, caplen: np.ndarray,
                       wirelen: np.ndarray, linktype: np.ndarray, ts_ns: np.ndarray,
                       direction: np.ndarray, out: np.ndarray, out_off: np.ndarray, seq0: int,

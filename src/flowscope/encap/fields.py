@@ -6,13 +6,13 @@ declarations, so a header's layout exists once, as data, for both directions.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from flowscope.decode.layout import Field
+from flowscope.jit import njit
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def put(buf: np.ndarray, pos: int, f: Field, value: int) -> None:  # pragma: no cover - compiled
     """Store ``value`` into field ``f`` of the header at ``pos``; other bits are kept."""
     v = np.uint64(0)
@@ -25,7 +25,7 @@ def put(buf: np.ndarray, pos: int, f: Field, value: int) -> None:  # pragma: no 
         v = v >> np.uint64(8)
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def zero(buf: np.ndarray, pos: int, n: int) -> None:  # pragma: no cover - compiled
     for k in range(n):
         buf[pos + k] = 0

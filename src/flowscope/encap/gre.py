@@ -7,17 +7,17 @@ no checksum, no key, no routing, as ERSPAN Type II/III senders do
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from flowscope.decode import gre
 from flowscope.encap.fields import put
+from flowscope.jit import njit
 
 HEADER_LEN = gre.BASE_LEN + 4  # base + sequence number
 SEQ_MOD = 1 << 32  # RFC 2890 §2.2: the sequence number wraps at 2^32
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def write_header(buf: np.ndarray, pos: int, protocol: int,
                  seq: int) -> None:  # pragma: no cover - compiled
     put(buf, pos, gre.FLAGS, gre.FLAG_S)  # C=R=K=0, S=1, recursion 0, version 0

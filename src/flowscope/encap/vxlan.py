@@ -4,18 +4,18 @@ the mirrored Ethernet frame follows.  The kernel's UDP socket adds UDP (port 478
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from flowscope.decode import vxlan
 from flowscope.encap.fields import put, zero
+from flowscope.jit import njit
 
 HEADER_LEN = vxlan.HEADER_LEN
 PORT = 4789  # IANA-assigned VXLAN port
 MAX_VNI = (1 << 24) - 1
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def encapsulate(src: np.ndarray, offset: np.ndarray, caplen: np.ndarray, out: np.ndarray,
                 out_off: np.ndarray, vni: int) -> None:  # pragma: no cover - compiled
     for i in range(offset.shape[0]):

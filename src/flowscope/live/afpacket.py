@@ -36,12 +36,12 @@ import threading
 import time
 from collections.abc import Iterator
 
-import numba as nb
 import numpy as np
 
 from flowscope.batch import PacketBatch
 from flowscope.decode.codes import LINKTYPE_ETHERNET
 from flowscope.errors import FlowscopeError
+from flowscope.jit import njit
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -69,18 +69,18 @@ MAX_BATCH_FRAMES = 1 << 16  # frames per PacketBatch (at least one whole block)
 MAX_BATCH_BYTES = 1 << 26  # blocks per PacketBatch: at most this many bytes (at least one)
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _u32(b, p):  # pragma: no cover - compiled; host (little-endian) order, as the kernel wrote
     return (np.int64(b[p]) | (np.int64(b[p + 1]) << 8) | (np.int64(b[p + 2]) << 16)
             | (np.int64(b[p + 3]) << 24))
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _u16(b, p):  # pragma: no cover - compiled
     return np.int64(b[p]) | (np.int64(b[p + 1]) << 8)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def copy_blocks(ring, blocks, out, offset, caplen, wirelen, ts_ns, pkttype):  # pragma: no cover
     """Copy every frame of the given blocks (byte offsets into ``ring``) into ``out``;
     fill the columns (``pkttype``: each frame's sll_pkttype); return (frames, bytes used)."""

@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 
 from flowscope.batch import PacketBatch
@@ -43,6 +42,7 @@ from flowscope.decode.layout import read
 from flowscope.encap import KINDS, VXLAN, Encapsulator, MirrorSession
 from flowscope.encap.vxlan import PORT as VXLAN_PORT
 from flowscope.errors import FlowscopeError
+from flowscope.jit import njit
 
 INGRESS, EGRESS = 1, 2  # codes.DIRECTIONS
 
@@ -53,7 +53,7 @@ ICMP_ERRORS = (3, 11, 12)
 ICMPV6_ERRORS = (1, 2, 3, 4)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def own_tunnel_frames(buf, offset, caplen, linktype, collector, ipver, proto, port,
                       out):  # pragma: no cover - compiled
     """out[i] = True where frame i is one of our copies: an IP packet to ``collector`` (16

@@ -33,12 +33,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 
 from flowscope.batch import PacketBatch
 from flowscope.decode.codes import LINKTYPE_IPV4
 from flowscope.errors import FlowscopeError
+from flowscope.jit import njit
 
 IPPROTO_GRE = 47
 VXLAN_PORT = 4789  # RFC 7348 §5
@@ -83,7 +83,7 @@ class Endpoint:
         return "gre (IP protocol 47)" if self.kind == "gre" else f"{self.kind} udp/{self.port}"
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _le(b, p, size):  # pragma: no cover - compiled; host order (little-endian)
     v = np.int64(0)
     for k in range(size - 1, -1, -1):
@@ -91,7 +91,7 @@ def _le(b, p, size):  # pragma: no cover - compiled; host order (little-endian)
     return v
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def control_messages(ctrl, length, now_ns, dst):  # pragma: no cover - compiled
     """Walk one datagram's control messages (cmsghdr: size_t len, int level, int type,
     data 8-aligned): the receive time in ns, and the header destination into ``dst``."""
@@ -111,7 +111,7 @@ def control_messages(ctrl, length, now_ns, dst):  # pragma: no cover - compiled
     return ts
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def pack_datagrams(slots, slot_size, room, count, msg_len, names, control, controllen,
                    local_port, now_ns, out, p, offset, caplen, wirelen, ts_ns,
                    n):  # pragma: no cover - compiled

@@ -42,11 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-import numba as nb
 import numpy as np
 
 from flowscope.batch import PacketBatch
 from flowscope.errors import FlowscopeError
+from flowscope.jit import njit
 from flowscope.stream.meta import BatchMeta
 
 SEGMENT_MAGIC = b"FSSEG001"  # first 8 bytes of every segment file
@@ -57,7 +57,7 @@ SEGMENT_BYTES = 64 << 20  # a new segment once the current one passes 64 MiB
 META_FIELDS = tuple(f.name for f in dataclasses.fields(BatchMeta))
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def _gather(buf, offset, caplen, out):  # pragma: no cover - compiled
     """The frames' bytes back to back (a batch's buffer may hold record headers between)."""
     pos = 0

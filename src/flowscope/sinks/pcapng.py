@@ -13,7 +13,6 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO, Literal
 
-import numba as nb
 import numpy as np
 
 from flowscope import __version__
@@ -21,6 +20,7 @@ from flowscope.analyse.mirrors import MirrorTracker
 from flowscope.batch import PacketBatch
 from flowscope.decode import codes
 from flowscope.decode.columns import NO_TS
+from flowscope.jit import njit
 from flowscope.sinks.addresses import ip_text
 
 SplitBy = Literal["session", "vni", "none"]
@@ -49,12 +49,12 @@ W_SESSION, W_SEQ, W_VNI, W_VLAN, W_INGRESS, W_EGRESS, W_SLICED, W_HWTS = range(8
 # Positions in the block buffer are int64; they index it as uint64 (`_at`), which spares
 # Numba the negative-index wraparound test on every byte stored and lets LLVM vectorise
 # the copies.
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _at(p):  # pragma: no cover - compiled
     return np.uint64(p)
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _put_u32(out, p, v):  # pragma: no cover - compiled
     out[_at(p)] = v & 0xFF  # little-endian section
     out[_at(p + 1)] = (v >> 8) & 0xFF
@@ -62,14 +62,14 @@ def _put_u32(out, p, v):  # pragma: no cover - compiled
     out[_at(p + 3)] = (v >> 24) & 0xFF
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _put_bytes(out, p, src, start, n):  # pragma: no cover - compiled
     for k in range(n):
         out[_at(p + k)] = src[_at(start + k)]
     return p + n
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _put_word(out, p, table, lengths, i):  # pragma: no cover - compiled
     """Word i of a text table.  The tables are module globals, which Numba freezes into the
     kernel as constants: with the word known at compile time the copy becomes a few stores."""
@@ -79,7 +79,7 @@ def _put_word(out, p, table, lengths, i):  # pragma: no cover - compiled
     return p + n
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _put_zeros(out, p):  # pragma: no cover - compiled
     """Pad to a multiple of 32 bits."""
     while p % 4:
@@ -92,7 +92,7 @@ _POW10 = np.array([10**k for k in range(20)], np.uint64)
 _DIGITS2 = np.array([[48 + k // 10, 48 + k % 10] for k in range(100)], np.uint8)  # "00".."99"
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _put_decimal(out, p, v):  # pragma: no cover - compiled
     """v >= 0 in ASCII decimal, two digits per (unsigned) division."""
     u = np.uint64(v)
@@ -114,7 +114,7 @@ def _put_decimal(out, p, v):  # pragma: no cover - compiled
     return p + digits
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _put_field(out, p, word, value):  # pragma: no cover - compiled
     """' name=value' when the column has a value (>= 0)."""
     if value < 0:
@@ -126,14 +126,14 @@ SPLIT_CODES = {"session": 0, "vni": 1, "none": 2}
 DONE, NEW_INTERFACE, OUT_FULL = 0, 1, 2  # why build_blocks stopped
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _iface_key(r, split):  # pragma: no cover - compiled
     """(group + 1) << 16 | link: the interface a frame goes to (see PcapngWriter)."""
     group = np.int64(r.stream) if split == 0 else np.int64(r.vni) if split == 1 else 0
     return (group + 1) << 16 | np.int64(r.inner_link)
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def build_blocks(buf, rows, i, p, split, restore, known_keys, known_ids,
                  out):  # pragma: no cover - compiled
     """Lay out one Enhanced Packet Block (§4.3) per decapsulated frame of rows[i:] in

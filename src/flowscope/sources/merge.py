@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numba as nb
 import numpy as np
 
 from flowscope.batch import PacketBatch
+from flowscope.jit import njit
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def gather(src, src_off, length, dst, dst_off):  # pragma: no cover - compiled
     for i in range(src_off.shape[0]):
         dst[dst_off[i] : dst_off[i] + length[i]] = src[src_off[i] : src_off[i] + length[i]]

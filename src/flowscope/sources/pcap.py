@@ -8,10 +8,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-import numba as nb
 import numpy as np
 
 from flowscope.batch import PacketBatch
+from flowscope.jit import njit
 from flowscope.sources.chunks import MAX_RECORD, ChunkReader, Problems
 
 GLOBAL_HEADER_LEN = 24
@@ -28,7 +28,7 @@ MAGICS = {
 NEED_MORE, BAD_RECORD = 0, 1
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _u32(buf, p, big):  # pragma: no cover - compiled
     if big:
         return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (
@@ -37,7 +37,7 @@ def _u32(buf, p, big):  # pragma: no cover - compiled
         np.int64(buf[p + 1]) << 8) | np.int64(buf[p])
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def walk_records(buf, pos, end, big, frac_ns, max_caplen, offset, caplen, wirelen,
                  ts_ns):  # pragma: no cover - compiled
     """Index the complete records in buf[pos:end]; stop when the columns are full, at a

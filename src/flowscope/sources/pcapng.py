@@ -11,10 +11,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-import numba as nb
 import numpy as np
 
 from flowscope.batch import PacketBatch
+from flowscope.jit import njit
 from flowscope.sources.chunks import MAX_RECORD, ChunkReader, Problems
 from flowscope.sources.pcap import _u32
 
@@ -32,14 +32,14 @@ NEED_MORE, BAD_BLOCK, CONTROL, BAD_PACKET = 0, 1, 2, 3
 TS_MUL, TS_DIV, TS_POW2 = 0, 1, 2
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _u16(buf, p, big):  # pragma: no cover - compiled
     if big:
         return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
     return (np.int64(buf[p + 1]) << 8) | np.int64(buf[p])
 
 
-@nb.njit(inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _to_ns(units, mode, factor, offset_ns):  # pragma: no cover - compiled
     if mode == TS_MUL:
         return units * factor + offset_ns
@@ -50,7 +50,7 @@ def _to_ns(units, mode, factor, offset_ns):  # pragma: no cover - compiled
     return sec * 1_000_000_000 + np.int64(frac * 1e9 / (np.int64(1) << factor)) + offset_ns
 
 
-@nb.njit(cache=True)
+@njit(cache=True)
 def walk_blocks(buf, pos, end, big, if_link, if_snap, if_mode, if_factor, if_offset, n_if,
                 offset, caplen, wirelen, ts_ns, linktype):  # pragma: no cover - compiled
     k = 0
