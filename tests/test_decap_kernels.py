@@ -7,13 +7,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowscope.analyse.mirrors import RECENT, MirrorTracker
 from flowscope.decode import decode
+from flowscope.jit import njit  # a kernel calling flowscope kernels: through the same JIT
 from flowscope.sinks import pcapng
 from flowscope.sinks.pcapng import DONE, NEW_INTERFACE, OUT_FULL, PcapngWriter, build_blocks
 from flowscope.sources import read_captures
@@ -21,7 +21,7 @@ from flowscope.sources import read_captures
 from .generated import Record, erspan2, tcp_frame, ts, vxlan, write_pcap
 
 
-@nb.njit
+@njit
 def _decimal(v):  # pragma: no cover - compiled
     out = np.zeros(24, np.uint8)
     end = pcapng._put_decimal(out, 2, v)
