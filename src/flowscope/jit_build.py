@@ -52,6 +52,26 @@ def workload(captures: list[str]) -> None:
                 for batch, rows in run.batches():
                     writer.write(batch, rows, run.mirrors)
             track_sessions(PacketRun([out], config, reuse_rows=True))
+        flow_logs(tmp)
+
+
+# A flow log the combiner reads (flowscope.flowlogs.combine): records it sums, lines it leaves.
+FLOW_LOG = """version interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end \
+action log-status tcp-flags pkt-srcaddr pkt-dstaddr
+5 eni-1 10.0.0.9 10.0.0.10 40000 443 6 3 180 1763000040 1763000099 ACCEPT OK 2 - -
+5 eni-1 10.0.0.10 10.0.0.9 443 40000 6 3 180 1763000040 1763000099 ACCEPT OK 18 - -
+5 eni-1 10.0.0.9 10.0.0.11 40001 443 6 1 60 1763000040 1763000099 REJECT OK 2 - -
+5 eni-1 2001:db8::1 2001:db8::2 40002 443 6 1 60 1763000040 1763000099 ACCEPT OK 2 - -
+"""
+
+
+def flow_logs(tmp: str) -> None:
+    from flowscope.flowlogs import combine
+
+    path = f"{tmp}/flows.log"
+    Path(path).write_text(FLOW_LOG)
+    names = tuple(FLOW_LOG.split("\n", 1)[0].split())
+    combine.combine(path, names, True, tmp)
 
 
 def main(argv: list[str]) -> None:

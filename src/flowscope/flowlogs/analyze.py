@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowscope.errors import FlowscopeError
-from flowscope.flowlogs import aws_text, cloud_json, compiled
+from flowscope.flowlogs import aws_text, cloud_json, combine, compiled
 from flowscope.flowlogs import fields as f
 
 SUFFIXES = (".log", ".txt", ".json", ".jsonl", ".gz", ".parquet")
@@ -168,30 +168,35 @@ class _TextScan:
     """A text log DuckDB reads in place (a view over ``read_csv``): scanned once, by the
     directions query; the lines it rejects are kept in ``rejects``."""
 
-    path: str
+    path: str  # the file as the user named it
     names: tuple[str, ...]  # the fields of the file
     used: list[str]  # the fields the analysis reads
     rejects: str
     input: compiled.Input
+    lines: np.ndarray | None = None  # line numbers in ``path`` of a file of some of its lines
 
 
-def _scan_text(con: Engine, path: str, header: bool, names: tuple[str, ...]) -> _TextScan:
+def _scan_text(con: Engine, path: str, header: bool, names: tuple[str, ...],
+               part: combine.Combined | None = None) -> _TextScan:
     """A view of the fields the analysis reads, typed, named as columns; DuckDB parses the
-    file when the directions query reads it (parallel, compressed input, spills to disk)."""
+    file when the directions query reads it (parallel, compressed input, spills to disk).
+    ``part``: read only the lines the combiner left (a file of them, with a header)."""
     columns = {n: DUCKDB_TYPES[str(f.TYPES.get(n, pa.string()))] for n in names}
     spec = ", ".join(f"'{n}': '{t}'" for n, t in columns.items())
     view = con.name("flows")
     rejects, scan = f"rejects_{view}", f"scan_{view}"
     used = [n for n in names if f.column(n) in f.ANALYSED] or list(names[:1])
     select = ", ".join(f'"{n}" AS "{f.column(n)}"' for n in used)
-    quoted = path.replace("'", "''")
+    quoted = (part.slow if part and part.slow else path).replace("'", "''")
+    header = header or part is not None
     con.db.execute(
         f"CREATE TEMP VIEW {view} AS SELECT {select} FROM read_csv('{quoted}', delim=' ', "
         f"quote='', escape='', header={'true' if header else 'false'}, nullstr='-', "
         f"columns={{{spec}}}, store_rejects=true, rejects_table='{rejects}', "
         f"rejects_scan='{scan}', strict_mode=false, auto_detect=false)")
     schema = pa.schema([(f.column(n), f.TYPES.get(n, pa.string())) for n in used])
-    return _TextScan(path, names, used, rejects, compiled.Input(view, schema, "aws"))
+    return _TextScan(path, names, used, rejects, compiled.Input(view, schema, "aws"),
+                     part.lines if part else None)
 
 
 NUMERIC = {name for name, typ in f.TYPES.items() if pa.types.is_integer(typ)}
@@ -212,6 +217,8 @@ def _rejected(con: Engine, scan: _TextScan) -> tuple[list[str], compiled.Input |
     problems, repaired = [], []
     names, used, path = scan.names, scan.used, scan.path
     for line, row_text, kind, column in bad:
+        if scan.lines is not None:  # a line of the combiner's leftovers (after a header)
+            line = int(scan.lines[line - 2])
         parts = (row_text or "").split()
         if not parts:
             continue
@@ -236,11 +243,21 @@ def _rejected(con: Engine, scan: _TextScan) -> tuple[list[str], compiled.Input |
 
 
 def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
-            strict: bool = False) -> Analysis:
-    """Flow-log files -> connections.  Files are parsed by DuckDB where it can read them
-    (paths), by the streaming Arrow reader otherwise (stdin).  Bad lines are reported and
-    skipped; ``strict``: the first file with any stops the analysis."""
+            strict: bool = False, combiner: bool = True) -> Analysis:
+    """Flow-log files -> connections.  AWS text files go through the combiner
+    (:mod:`flowscope.flowlogs.combine`, ``combiner``), which sums the records it reads
+    exactly into directions rows and leaves the other lines to DuckDB; other files are
+    parsed by DuckDB where it can read them (paths), by the streaming Arrow reader otherwise
+    (stdin).  Bad lines are reported and skipped; ``strict``: the first file with any stops
+    the analysis."""
+    with tempfile.TemporaryDirectory(prefix="flowscope-") as work:
+        return _analyze(paths, log_format, strict, combiner, work)
+
+
+def _analyze(paths: Iterable[str], log_format: tuple[str, ...] | None, strict: bool,
+             combiner: bool, work: str) -> Analysis:
     result = Analysis(pa.table({}))
+    combined: list[compiled.Input] = []  # directions rows from the combiner
     seen: set[str] = set()
     con = Engine()
     inputs: list[compiled.Input] = []
@@ -302,15 +319,21 @@ def analyze(paths: Iterable[str], log_format: tuple[str, ...] | None = None,
                 seen |= set(names)
                 inputs += stdin
             continue
-        scan = _scan_text(con, path, header, names)
-        scans.append((len(result.problems), scan))
         seen |= set(names)
+        part = combine.combine(path, names, header, work) if combiner else None
+        if part is not None:  # the records the kernel read, as directions rows
+            combined += [con.arrow(t, "directions") for t in part.tables]
+            if part.slow is None:
+                continue
+        scan = _scan_text(con, path, header, names, part)  # (the lines it left)
+        scans.append((len(result.problems), scan))
         inputs.append(scan.input)
-    if not inputs:
+    if not inputs and not combined:
         raise FlowscopeError("no flow-log records found" + (
             f" ({result.problems[0]})" if result.problems else ""))
     # the one pass over the records: per 5-tuple and interface
-    directions = con.table("directions", inputs)
+    parts = combined + ([con.table("directions", inputs)] if inputs else [])
+    directions = parts[0] if len(parts) == 1 else con.table("merge", parts)
     repaired = []
     for at, scan in reversed(scans):  # each file's bad lines where it was read
         problems, fixed = _rejected(con, scan)
