@@ -51,6 +51,11 @@ NONE = np.iinfo(np.int64).max  # "no value yet" of a minimum
 MAX_INTERFACES = 1024  # distinct interface ids per file; lines of more are slow lines
 SPACE, NEWLINE, CR, DASH = 32, 10, 13, 45
 
+# a parsed record waiting in a batch: its key, slot, group, direction and values
+(P_K1, P_K2, P_SLOT, P_GROUP, P_FROM_A, P_PACKETS, P_BYTES, P_START, P_END, P_FLAGS,
+ P_ACTION, P_WIDTH) = range(12)
+BATCH = 32  # records whose hash-table lookups are made together
+
 # the kernel's stop reasons
 DONE, TABLE_FULL, SLOW_FULL = 0, 1, 2
 
@@ -149,6 +154,70 @@ def _interface(buf, s, e, n, text, length):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _add(batch, m, slots, rows, groups):  # type: ignore[no-untyped-def]
+    """Sum ``m`` parsed records (``batch``) into their groups; returns the group count.
+
+    First every record's slot is read, then every slot's row, with no work in between: the
+    cache misses of a batch overlap (the CPU has them in flight together) instead of
+    coming one after another, each behind a line's parsing."""
+    mask = slots.size - 1
+    warm = 0
+    for j in range(m):
+        g = slots[batch[j, P_SLOT]]
+        batch[j, P_GROUP] = g
+    for j in range(m):
+        g = batch[j, P_GROUP]
+        if g >= 0:
+            warm ^= rows[g, K1]
+    batch[0, P_GROUP] = warm  # (kept: the loads above are not dead code)
+    for j in range(m):
+        p = batch[j]
+        k1, k2, slot = p[P_K1], p[P_K2], p[P_SLOT]
+        while True:
+            g = slots[slot]
+            if g < 0:
+                g = groups
+                groups += 1
+                slots[slot] = g
+                row = rows[g]
+                row[:] = 0
+                row[K1] = k1
+                row[K2] = k2
+                row[FIRST] = NONE
+                row[LAST] = -NONE
+                row[CLOSE] = NONE
+                row[REJECT] = NONE
+                break
+            if rows[g, K1] == k1 and rows[g, K2] == k2:
+                row = rows[g]
+                break
+            slot = (slot + 1) & mask
+        packets, nbytes, start, stop, fl = (p[P_PACKETS], p[P_BYTES], p[P_START], p[P_END],
+                                            p[P_FLAGS])
+        row[RECORDS] += 1
+        if p[P_FROM_A]:
+            row[XN] += 1
+            row[XP] += packets
+            row[XB] += nbytes
+            row[XF] |= fl
+        else:
+            row[YN] += 1
+            row[YP] += packets
+            row[YB] += nbytes
+            row[YF] |= fl
+        row[FIRST] = min(row[FIRST], start)
+        row[LAST] = max(row[LAST], stop)
+        if p[P_ACTION] == 1:
+            row[SEEN] |= 1
+            row[REJECT] = min(row[REJECT], start)
+        elif p[P_ACTION] == 0:
+            row[SEEN] |= 2
+            if fl & 5:  # FIN or RST while accepted
+                row[CLOSE] = min(row[CLOSE], stop)
+    return groups
+
+
+@njit(cache=True)
 def scan(buf, pos, line, groups, n_ifaces, roles, slots, rows, iface_text, iface_len, words,
          slow_line, slow_span):  # type: ignore[no-untyped-def]
     """Sum the records from byte ``pos`` (line number ``line``) into the groups.
@@ -170,10 +239,16 @@ def scan(buf, pos, line, groups, n_ifaces, roles, slots, rows, iface_text, iface
     slow = 0
     records = 0
     blank = 0
+    batch = np.empty((BATCH, P_WIDTH), np.int64)
+    pending = 0
     while pos < n:
-        if groups >= capacity:
-            return TABLE_FULL, pos, line, groups, n_ifaces, slow, records, blank
+        if groups + pending >= capacity:  # the batch could fill the table
+            groups = _add(batch, pending, slots, rows, groups)
+            pending = 0
+            if groups >= capacity:
+                return TABLE_FULL, pos, line, groups, n_ifaces, slow, records, blank
         if slow >= slow_line.size:
+            groups = _add(batch, pending, slots, rows, groups)
             return SLOW_FULL, pos, line, groups, n_ifaces, slow, records, blank
         s = pos
         line += 1
@@ -292,47 +367,16 @@ def scan(buf, pos, line, groups, n_ifaces, roles, slots, rows, iface_text, iface
             k2 = (dport << 40) | (sport << 24)
         k2 |= (proto << 16) | iface
         h = k1 * -7046029254386353131 + k2 * -4417276706812531889
-        slot = (h ^ (h >> 29)) & mask
-        while True:
-            g = slots[slot]
-            if g < 0:
-                g = groups
-                groups += 1
-                slots[slot] = g
-                row = rows[g]
-                row[:] = 0
-                row[K1] = k1
-                row[K2] = k2
-                row[FIRST] = NONE
-                row[LAST] = -NONE
-                row[CLOSE] = NONE
-                row[REJECT] = NONE
-                break
-            if rows[g, K1] == k1 and rows[g, K2] == k2:
-                row = rows[g]
-                break
-            slot = (slot + 1) & mask
+        p = batch[pending]
+        p[P_K1], p[P_K2], p[P_SLOT] = k1, k2, (h ^ (h >> 29)) & mask
+        p[P_FROM_A], p[P_PACKETS], p[P_BYTES] = from_a, packets, nbytes
+        p[P_START], p[P_END], p[P_FLAGS], p[P_ACTION] = start, stop, fl, action
+        pending += 1
         records += 1
-        row[RECORDS] += 1
-        if from_a:
-            row[XN] += 1
-            row[XP] += packets
-            row[XB] += nbytes
-            row[XF] |= fl
-        else:
-            row[YN] += 1
-            row[YP] += packets
-            row[YB] += nbytes
-            row[YF] |= fl
-        row[FIRST] = min(row[FIRST], start)
-        row[LAST] = max(row[LAST], stop)
-        if action == 1:
-            row[SEEN] |= 1
-            row[REJECT] = min(row[REJECT], start)
-        elif action == 0:
-            row[SEEN] |= 2
-            if fl & 5:  # FIN or RST while accepted
-                row[CLOSE] = min(row[CLOSE], stop)
+        if pending == BATCH:
+            groups = _add(batch, pending, slots, rows, groups)
+            pending = 0
+    groups = _add(batch, pending, slots, rows, groups)
     return DONE, pos, line, groups, n_ifaces, slow, records, blank
 
 
