@@ -590,7 +590,7 @@ def _table(g: _Groups, iface_text: np.ndarray, iface_len: np.ndarray, n_ifaces: 
         "b": _strings(*dotted((k1 & np.uint64(0xFFFFFFFF)).astype(np.uint32))),
         "bp": _values((k2 >> 24) & 0xFFFF, pa.int32()),
         "proto": _values((k2 >> 16) & 0xFF, pa.int16()),
-        "interface_id": ids.take(pa.array(code)) if "interface-id" in present
+        "interface_id": ids.take(_values(code, pa.int32())) if "interface-id" in present
         else pa.nulls(n, pa.string()),
         "records": _values(rows[:, RECORDS], pa.int64()),
         "x_packets": _values(rows[:, XP], pa.int64(), xn),
