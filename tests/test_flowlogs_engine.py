@@ -38,7 +38,8 @@ def test_cached_sql_gives_what_a_fresh_compile_gives(tmp_path: Path, cache: Path
     log = _log(tmp_path, both_enis)
     fresh = fa.analyze([log])
     entries = sorted(cache.glob("*.json"))
-    assert len(entries) == 4  # directions, summary, gaps, connections
+    # directions of the line the combiner left (the bad one), merge, summary, gaps, connections
+    assert len(entries) == 5
     assert all("SELECT" in json.loads(e.read_text())["sql"] for e in entries)
     cached = fa.analyze([log])
     assert sorted(cache.glob("*.json")) == entries  # nothing compiled again

@@ -114,7 +114,10 @@ def duckdb_settings() -> dict[str, str | bool | int | float | list[str]]:
     return {"threads": cpus or 1, "memory_limit": f"{ram // 2 >> 20}MiB",
             "temp_directory": os.path.join(tempfile.gettempdir(),
                                            f"flowscope-duckdb-{os.getpid()}"),
-            "preserve_insertion_order": False}
+            "preserve_insertion_order": False,
+            # text as Arrow string views: an ordered result converts faster (~0.2 s on
+            # 740,000 connections); run() casts them to strings
+            "produce_arrow_string_view": True}
 
 
 class Engine:
@@ -126,6 +129,7 @@ class Engine:
 
         self.db = duckdb.connect(config=duckdb_settings())
         self._n = 0
+        self._stored: str | None = None
 
     def name(self, kind: str) -> str:
         self._n += 1
@@ -133,12 +137,29 @@ class Engine:
 
     def describe(self, name: str, kind: str) -> compiled.Input:
         schema = self.db.sql(f"SELECT * FROM {name} LIMIT 0").to_arrow_table().schema
+        schema = pa.schema([f.with_type(pa.string()) if f.type == pa.string_view() else f
+                            for f in schema])
         return compiled.Input(name, schema, kind)
 
     def arrow(self, table: pa.Table, kind: str) -> compiled.Input:
         name = self.name("arrow")
         self.db.register(name, table)
         return self.describe(name, kind)
+
+    def store(self, table: pa.Table) -> None:
+        """Rows of directions into the engine's storage (spilled to disk when memory runs
+        short): :meth:`stored` gives them back as one input."""
+        if self._stored is None:
+            self._stored = self.name("stored")
+            self.db.register("_incoming", table)
+            self.db.execute(f"CREATE TEMP TABLE {self._stored} AS SELECT * FROM _incoming")
+        else:
+            self.db.register("_incoming", table)
+            self.db.execute(f"INSERT INTO {self._stored} SELECT * FROM _incoming")
+        self.db.unregister("_incoming")
+
+    def stored(self) -> list[compiled.Input]:
+        return [self.describe(self._stored, "directions")] if self._stored else []
 
     def parquet(self, path: str) -> compiled.Input:
         name = self.name("parquet")
@@ -150,7 +171,7 @@ class Engine:
             ) -> pa.Table:
         """The query's rows, typed as Ibis says (DuckDB sums BIGINT into HUGEINT)."""
         text, schema = compiled.sql(query, inputs, per_interface)
-        return self.db.sql(text).to_arrow_table().cast(schema)
+        return self.db.sql(text).to_arrow_table().cast(schema)  # (string views to strings)
 
     def table(self, query: str, inputs: list[compiled.Input]) -> compiled.Input:
         """The query's rows kept in a DuckDB table (typed as Ibis says), for the next
@@ -320,7 +341,7 @@ def _analyze(paths: Iterable[str], log_format: tuple[str, ...] | None, strict: b
                 inputs += stdin
             continue
         seen |= set(names)
-        part = combine.combine(path, names, header, work) if combiner else None
+        part = combine.combine(path, names, header, work, con.store) if combiner else None
         if part is not None:  # the records the kernel read, as directions rows
             combined += [con.arrow(t, "directions") for t in part.tables]
             if part.slow is None:
@@ -332,7 +353,7 @@ def _analyze(paths: Iterable[str], log_format: tuple[str, ...] | None, strict: b
         raise FlowscopeError("no flow-log records found" + (
             f" ({result.problems[0]})" if result.problems else ""))
     # the one pass over the records: per 5-tuple and interface
-    parts = combined + ([con.table("directions", inputs)] if inputs else [])
+    parts = con.stored() + combined + ([con.table("directions", inputs)] if inputs else [])
     directions = parts[0] if len(parts) == 1 else con.table("merge", parts)
     repaired = []
     for at, scan in reversed(scans):  # each file's bad lines where it was read

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -476,10 +476,15 @@ class _Groups:
         self.n = 0
 
 
-def combine(source: str, names: tuple[str, ...], header: bool, workdir: str) -> Combined | None:
+def combine(source: str, names: tuple[str, ...], header: bool, workdir: str,
+            spill: Callable[[pa.Table], None] | None = None) -> Combined | None:
     """Read the text log ``source`` (plain or gzip) with the kernel.  ``None`` when the
     kernel does not read this format, or when most of the first block are slow lines (IPv6
-    logs, say): the SQL path reads such a file whole, faster than line by line."""
+    logs, say): the SQL path reads such a file whole, faster than line by line.
+
+    ``spill``: where the rows of a full hash table go (the engine's storage, which spills
+    to disk), so memory holds one table however many connections the log has; without it
+    they are kept in ``tables``."""
     if not usable(names):
         return None
     roles = np.array([ROLES.get(n, 0) for n in names], np.int64)
@@ -525,7 +530,8 @@ def combine(source: str, names: tuple[str, ...], header: bool, workdir: str) -> 
                         slow_file.write(b"\n")
                 first = False
                 if reason == TABLE_FULL:
-                    out.tables.append(_table(groups, iface_text, iface_len, n_ifaces, present))
+                    full = _table(groups, iface_text, iface_len, n_ifaces, present)
+                    spill(full) if spill else out.tables.append(full)
                     groups.reset()
                 elif reason == DONE:
                     break
@@ -566,14 +572,14 @@ def _bools(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
 def _table(g: _Groups, iface_text: np.ndarray, iface_len: np.ndarray, n_ifaces: int,
            present: set[str]) -> pa.Table:
     """The groups as :func:`connections.directions` rows (its columns, types and nulls)."""
-    rows = g.rows[:g.n]
-    n = rows.shape[0]
-    k1, k2 = rows[:, K1].view(np.uint64), rows[:, K2]
+    rows = np.ascontiguousarray(g.rows[:g.n].T)  # one copy, then every column contiguous
+    n = g.n
+    k1, k2 = rows[K1].view(np.uint64), rows[K2]
     none = np.zeros(n, bool)
     every = np.ones(n, bool)
     has_action = "action" in present
     has_flags = "tcp-flags" in present
-    xn, yn = rows[:, XN] > 0, rows[:, YN] > 0
+    xn, yn = rows[XN] > 0, rows[YN] > 0
     # interface ids: the few distinct ones, then one per row by code (0: null)
     lengths = iface_len[:n_ifaces].copy()
     lengths[0] = 0
@@ -581,7 +587,7 @@ def _table(g: _Groups, iface_text: np.ndarray, iface_len: np.ndarray, n_ifaces: 
                    np.concatenate([iface_text[c, :lengths[c]] for c in range(n_ifaces)]),
                    np.arange(n_ifaces) > 0)
     code = (k2 & 0xFFFF).astype(np.int32)
-    close, reject, seen = rows[:, CLOSE], rows[:, REJECT], rows[:, SEEN]
+    close, reject, seen = rows[CLOSE], rows[REJECT], rows[SEEN]
     columns = {
         "status": _strings(np.arange(n + 1, dtype=np.int32) * 2,
                            np.frombuffer(b"OK" * n, np.uint8)),
@@ -592,15 +598,15 @@ def _table(g: _Groups, iface_text: np.ndarray, iface_len: np.ndarray, n_ifaces: 
         "proto": _values((k2 >> 16) & 0xFF, pa.int16()),
         "interface_id": ids.take(_values(code, pa.int32())) if "interface-id" in present
         else pa.nulls(n, pa.string()),
-        "records": _values(rows[:, RECORDS], pa.int64()),
-        "x_packets": _values(rows[:, XP], pa.int64(), xn),
-        "x_bytes": _values(rows[:, XB], pa.int64(), xn),
-        "x_flags": _values(rows[:, XF], pa.int32(), xn if has_flags else none),
-        "y_packets": _values(rows[:, YP], pa.int64(), yn),
-        "y_bytes": _values(rows[:, YB], pa.int64(), yn),
-        "y_flags": _values(rows[:, YF], pa.int32(), yn if has_flags else none),
-        "first": _values(rows[:, FIRST], pa.int64()),
-        "last": _values(rows[:, LAST], pa.int64()),
+        "records": _values(rows[RECORDS], pa.int64()),
+        "x_packets": _values(rows[XP], pa.int64(), xn),
+        "x_bytes": _values(rows[XB], pa.int64(), xn),
+        "x_flags": _values(rows[XF], pa.int32(), xn if has_flags else none),
+        "y_packets": _values(rows[YP], pa.int64(), yn),
+        "y_bytes": _values(rows[YB], pa.int64(), yn),
+        "y_flags": _values(rows[YF], pa.int32(), yn if has_flags else none),
+        "first": _values(rows[FIRST], pa.int64()),
+        "last": _values(rows[LAST], pa.int64()),
         "close_ts": _values(close, pa.int64(), (close != NONE) & has_action & has_flags),
         "reject_first": _values(reject, pa.int64(), (reject != NONE) & has_action),
         "rejected": _bools(seen & 1, every if has_action else none),

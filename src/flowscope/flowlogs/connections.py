@@ -292,4 +292,6 @@ def connections_from(d: ir.Table, per_interface: bool = True) -> ir.Table:
         reject_reason=s.reject_reason,
         conn_state=state, verdict=s.verdict, evidence=evidence,
         problem=_any_of(s.verdict, PROBLEMS),
-    ).order_by([ibis.desc("problem"), "first_ts", "orig_h", "orig_p", "resp_h", "resp_p"])
+        # (proto and interface last: one tuple per protocol and ENI, no ties left to chance)
+    ).order_by([ibis.desc("problem"), "first_ts", "orig_h", "orig_p", "resp_h", "resp_p",
+                "proto", "interface_id"])
