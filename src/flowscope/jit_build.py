@@ -56,8 +56,8 @@ def workload(captures: list[str]) -> None:
 
 
 # A flow log the combiner reads (flowscope.flowlogs.combine): records it sums, lines it leaves.
-FLOW_LOG = """version interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end \
-action log-status tcp-flags pkt-srcaddr pkt-dstaddr
+FLOW_LOG = """version interface-id srcaddr dstaddr srcport dstport protocol packets bytes \
+start end action log-status tcp-flags pkt-srcaddr pkt-dstaddr
 5 eni-1 10.0.0.9 10.0.0.10 40000 443 6 3 180 1763000040 1763000099 ACCEPT OK 2 - -
 5 eni-1 10.0.0.10 10.0.0.9 443 40000 6 3 180 1763000040 1763000099 ACCEPT OK 18 - -
 5 eni-1 10.0.0.9 10.0.0.11 40001 443 6 1 60 1763000040 1763000099 REJECT OK 2 - -

@@ -353,8 +353,8 @@ def _analyze(paths: Iterable[str], log_format: tuple[str, ...] | None, strict: b
         raise FlowscopeError("no flow-log records found" + (
             f" ({result.problems[0]})" if result.problems else ""))
     # the one pass over the records: per 5-tuple and interface
-    parts = con.stored() + combined + ([con.table("directions", inputs)] if inputs else [])
-    directions = parts[0] if len(parts) == 1 else con.table("merge", parts)
+    pieces = con.stored() + combined + ([con.table("directions", inputs)] if inputs else [])
+    directions = pieces[0] if len(pieces) == 1 else con.table("merge", pieces)
     repaired = []
     for at, scan in reversed(scans):  # each file's bad lines where it was read
         problems, fixed = _rejected(con, scan)

@@ -439,7 +439,7 @@ def _blocks(stream: BinaryIO, size: int = BLOCK) -> Iterator[np.ndarray]:
     buf = np.empty(size, np.uint8)
     filled = 0
     while True:
-        n = stream.readinto(memoryview(buf)[filled:])  # type: ignore[attr-defined]
+        n = stream.readinto(buf.data[filled:])  # type: ignore[attr-defined]
         if not n:
             if filled:
                 yield buf[:filled]
