@@ -44,6 +44,9 @@ def test_generated_connections(tmp_path: Path, ms: bool, both_enis: bool) -> Non
     assert got[("10.0.1.10", 40008)]["action"] == "ACCEPT+REJECT"
     assert got[("10.0.1.10", 53000)]["conn_state"] == "SF"  # UDP: Zeek's codes
     assert got[("10.0.1.10", 53001)]["conn_state"] == "S0"
+    # their evidence is UDP's, not the TCP handshake's sentences for the same codes
+    assert got[("10.0.1.10", 53000)]["evidence"] == ["records in both directions"]
+    assert got[("10.0.1.10", 53001)]["evidence"] == ["records in one direction only"]
 
 
 def test_failures_first_and_cli(tmp_path: Path) -> None:

@@ -266,6 +266,9 @@ def connections_from(d: ir.Table, per_interface: bool = True) -> ir.Table:
         (rejected & ~accepted, "every record is REJECT: a security group or network ACL drops "
                                "this traffic"),
         (tcp & ~has_flags, "the log format has no tcp-flags: no handshake verdict"),
+        # (UDP has Zeek states too, S0 and SF: its evidence comes before the TCP sentences)
+        (~tcp & replied, "records in both directions"),
+        (~tcp, "records in one direction only"),
         (state == "REJ", "SYN answered by RST"),
         (state == "S0", "SYN sent, no record of a reply"),
         (state == "SH", "SYN then FIN from the originator, no SYN-ACK"),
@@ -274,8 +277,6 @@ def connections_from(d: ir.Table, per_interface: bool = True) -> ir.Table:
         (state == "SF", "SYN-ACK seen (the final ACK is never logged), FIN both ways"),
         (state == "S1", "SYN-ACK seen (the final ACK is never logged), not closed in the logs"),
         (state == "OTH", "no SYN in the logs: started before logging began"),
-        (~tcp & replied, "records in both directions"),
-        (~tcp, "records in one direction only"),
         else_=ibis.null("string"))
     return s.select(
         proto=ibis.cases((s.proto == 6, "tcp"), (s.proto == 17, "udp"),
