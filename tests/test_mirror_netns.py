@@ -221,7 +221,12 @@ def test_type3_direction_is_what_the_kernel_says(tmp_path: Path) -> None:
                 mirror(pair, "3"):
             inject(pair, pair.client_ns, pair.client_if, forwarded_out)
             inject(pair, pair.server_ns, pair.server_if, spoofed_in)
-            time.sleep(0.3)
+            # both copies captured (tcpdump -U writes each packet as it comes): on a loaded
+            # machine with a cold Numba cache the mirror compiles its kernels first
+            deadline = time.monotonic() + READY_S
+            while time.monotonic() < deadline and not all(
+                    m in erspan_path.read_bytes() for m in (b"sent-foreign", b"received-own-mac")):
+                time.sleep(0.1)
 
     seen = {}
     for batch, rows in PacketRun([str(erspan_path)]).batches():
