@@ -57,10 +57,11 @@ def _sorted(rows: list[dict]) -> list[dict]:
                                        r["interface_id"] or ""))
 
 
-def _directions(path: Path) -> list[dict]:
+def _directions(path: Path, blank: int = 0) -> list[dict]:
     names = tuple(path.read_text().split("\n", 1)[0].split())
     part = combine.combine(str(path), names, True, str(path.parent))
     assert part is not None and part.slow is None
+    assert part.blank == blank
     return _sorted([r for t in part.tables for r in t.to_pylist()])
 
 
@@ -80,7 +81,7 @@ def test_directions_rows_exact(tmp_path: Path) -> None:
         "5 eni-1 10.0.0.9 10.0.0.9 5000 4000 17 1 50 1763000040 1763000099 ACCEPT OK 0 "
         "192.168.0.1 10.0.0.9 -",
     ]) + "\n")
-    rows = _directions(log)
+    rows = _directions(log, blank=1)
     common = {"status": "OK", "reject_reason": None}
     assert rows == [
         {**common, "a": "10.0.0.10", "ap": 443, "b": "10.0.0.9", "bp": 40000, "proto": 6,
@@ -203,7 +204,16 @@ def test_small_table_and_slow_block_flush_and_merge(tmp_path: Path,
     names = tuple(log.read_text().split("\n", 1)[0].split())
     part = combine.combine(str(log), names, True, str(tmp_path))
     assert part is not None and len(part.tables) > 2
+    stored = []
+    store = fa.Engine.store
+
+    def spy(self: fa.Engine, table: object) -> None:  # the full tables go to DuckDB
+        stored.append(table)
+        store(self, table)
+
+    monkeypatch.setattr(fa.Engine, "store", spy)
     assert fa.analyze([str(log)]).table.to_pylist() == expected
+    assert len(stored) == len(part.tables) - 1  # all but the last, kept in Arrow
 
 
 @given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
@@ -301,3 +311,15 @@ def test_dotted_formats_every_octet() -> None:
     text = data.tobytes().decode()
     got = [text[offsets[i]:offsets[i + 1]] for i in range(values.size)]
     assert got == ["0.0.0.0", "10.0.0.10", "192.168.1.100", "255.255.255.255", "1.2.3.4"]
+
+
+def test_tuples_differing_only_in_protocol_keep_one_order(tmp_path: Path) -> None:
+    """Both unanswered, same start, ends and ports: the protocol decides (without it in the
+    ORDER BY the order was left to the engine)."""
+    log = tmp_path / "flows.log"
+    lines = ["srcaddr dstaddr srcport dstport protocol packets bytes start end tcp-flags"]
+    for proto in ("17", "6", "17", "6"):
+        lines.append(f"10.0.0.1 10.0.0.2 40000 443 {proto} 1 60 1763000040 1763000099 2")
+    log.write_text("\n".join(lines) + "\n")
+    got = [(r["proto"], r["verdict"]) for r in _same(str(log)).table.to_pylist()]
+    assert got == [("tcp", "unanswered"), ("udp", "unanswered")]

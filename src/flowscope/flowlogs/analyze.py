@@ -149,12 +149,11 @@ class Engine:
     def store(self, table: pa.Table) -> None:
         """Rows of directions into the engine's storage (spilled to disk when memory runs
         short): :meth:`stored` gives them back as one input."""
+        self.db.register("_incoming", table)
         if self._stored is None:
             self._stored = self.name("stored")
-            self.db.register("_incoming", table)
             self.db.execute(f"CREATE TEMP TABLE {self._stored} AS SELECT * FROM _incoming")
         else:
-            self.db.register("_incoming", table)
             self.db.execute(f"INSERT INTO {self._stored} SELECT * FROM _incoming")
         self.db.unregister("_incoming")
 

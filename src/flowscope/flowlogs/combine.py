@@ -46,7 +46,7 @@ ROLES = {"srcaddr": SRCADDR, "dstaddr": DSTADDR, "pkt-srcaddr": PKT_SRCADDR,
          "action": ACTION, "log-status": LOG_STATUS, "tcp-flags": TCP_FLAGS,
          "interface-id": INTERFACE_ID, "reject-reason": REJECT_REASON}
 
-MS_THRESHOLD = 100_000_000_000  # epoch seconds stay below this; larger is milliseconds
+MS_THRESHOLD = aws_text.MS_THRESHOLD  # larger start/end values are milliseconds
 NONE = np.iinfo(np.int64).max  # "no value yet" of a minimum
 MAX_INTERFACES = 1024  # distinct interface ids per file; lines of more are slow lines
 SPACE, NEWLINE, CR, DASH = 32, 10, 13, 45
