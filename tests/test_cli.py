@@ -105,3 +105,19 @@ def test_decap_recovers_the_inner_frame_bytes(tmp_path: Path) -> None:
         m = mine.split("\t")
         assert m[:3] == o
         assert m[3].startswith("erspan2 session=100 seq=")
+
+
+@pytest.mark.parametrize(("env", "want"), [(None, "False"), ("1", "True")])
+def test_commands_run_numpy_on_small_pages(env: str | None, want: str) -> None:
+    """The command line turns off NumPy's huge-page madvise (page faults that wait for the
+    kernel to compact memory), unless the user set NUMPY_MADVISE_HUGEPAGE."""
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if env is not None:
+        environ["NUMPY_MADVISE_HUGEPAGE"] = env
+    out = subprocess.run(
+        [sys.executable, "-c", "import flowscope.cli, numpy; "
+         "print(numpy._core.multiarray._get_madvise_hugepage())"],
+        capture_output=True, text=True, env=environ, check=True)
+    assert out.stdout.strip() == want

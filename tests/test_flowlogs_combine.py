@@ -305,12 +305,18 @@ def test_any_log_same_with_and_without_the_combiner(tmp_path: Path, text: str) -
             fa.analyze([str(path)], combiner=False)
 
 
-def test_dotted_formats_every_octet() -> None:
-    values = np.array([0, 0x0A00000A, 0xC0A80164, 0xFFFFFFFF, 0x01020304], np.uint32)
-    offsets, data = combine.dotted(values)
-    text = data.tobytes().decode()
-    got = [text[offsets[i]:offsets[i + 1]] for i in range(values.size)]
-    assert got == ["0.0.0.0", "10.0.0.10", "192.168.1.100", "255.255.255.255", "1.2.3.4"]
+def test_addresses_are_written_as_dotted_text() -> None:
+    """Every octet width (1, 2 and 3 digits, 0 and 255) in both addresses of a group row."""
+    values = [0, 0x0A00000A, 0xC0A80164, 0xFFFFFFFF, 0x01020304]
+    groups = combine._Groups(8)
+    groups.rows[:5] = 0
+    groups.rows[:5, combine.K1] = [(v << 32 | values[-1 - i]) - (1 << 64 if v >> 31 else 0)
+                                   for i, v in enumerate(values)]
+    groups.n = 5
+    table = combine._table(groups, np.zeros((1, 1), np.uint8), np.zeros(1, np.int64), 1, set())
+    dotted = ["0.0.0.0", "10.0.0.10", "192.168.1.100", "255.255.255.255", "1.2.3.4"]
+    assert table["a"].to_pylist() == dotted
+    assert table["b"].to_pylist() == dotted[::-1]
 
 
 def test_tuples_differing_only_in_protocol_keep_one_order(tmp_path: Path) -> None:

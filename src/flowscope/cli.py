@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,13 @@ import typer
 from rich.console import Console
 
 from flowscope.errors import FlowscopeError
+
+# NumPy asks the kernel for transparent huge pages (madvise) on every array of 4 MiB or more.
+# Where THP defrag is 'madvise' (the kernel's default), the first touch of each such 2 MiB
+# page waits while the kernel compacts memory: in a flow-log analysis of 1.6M records that
+# was ~0.5 s of system time in a 3 s run.  Small pages for flowscope's commands (NumPy reads
+# this when it is imported, after this line; a user's setting wins).
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 if TYPE_CHECKING:  # the packet path (NumPy, Numba) is imported by the commands that use it,
     # so `flowscope flowlogs ...` and `flowscope aws ...` start without compiling anything
@@ -310,11 +318,11 @@ def _sessions(files: list[str], format: SessionFormat, output: str | None, probl
 
 @contextmanager
 def _no_collections() -> Iterator[None]:
-    """No garbage collections while a packet command runs: importing NumPy, Numba and
-    PyArrow and loading the kernels makes ~10^5 objects and no garbage, and the batch loop
-    makes a handful of reference cycles per run, not per batch.  Every collection would walk
-    all of them (0.1-0.2 s per run), and so would the interpreter's exit unless they are
-    frozen (0.3 s)."""
+    """No garbage collections while a packet or flow-log command runs: importing NumPy,
+    Numba, PyArrow and DuckDB and loading the kernels makes ~10^5 objects and no garbage,
+    and the batch loop makes a handful of reference cycles per run, not per batch.  Every
+    collection would walk all of them (0.1-0.2 s per run), and so would the interpreter's
+    exit unless they are frozen (0.3 s)."""
     gc.disable()
     try:
         yield
@@ -450,7 +458,8 @@ def flowlogs_analyze(
         fmt = parse_format(log_format) if log_format else None
         if by and not interval:
             raise FlowscopeError("--by needs --interval (e.g. --interval 1m --by peer)")
-        result = fa.analyze(paths, fmt, strict)
+        with _no_collections():  # (no reference cycles to collect: see there)
+            result = fa.analyze(paths, fmt, strict)
     except ValueError as e:
         _fail(FlowscopeError(str(e)))
     except FlowscopeError as e:

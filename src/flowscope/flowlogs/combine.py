@@ -67,7 +67,7 @@ DONE, TABLE_FULL, SLOW_FULL = 0, 1, 2
  WIDTH) = range(17)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ipv4(buf, s, e):  # type: ignore[no-untyped-def]
     """Canonical dotted IPv4 (no leading zeros, octets <= 255) -> (value, ok)."""
     value = np.uint32(0)
@@ -94,7 +94,7 @@ def _ipv4(buf, s, e):  # type: ignore[no-untyped-def]
     return np.uint32((value << np.uint32(8)) | np.uint32(octet)), True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _number(buf, s, e):  # type: ignore[no-untyped-def]
     """Plain decimal digits (at most 18) -> (value, ok)."""
     n = e - s
@@ -109,7 +109,7 @@ def _number(buf, s, e):  # type: ignore[no-untyped-def]
     return value, True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _before(buf, s1, e1, s2, e2):  # type: ignore[no-untyped-def]
     """-1, 0 or 1: the token [s1, e1) against [s2, e2) as text (bytes, shorter first on a
     common prefix: SQL's comparison of VARCHAR)."""
@@ -121,7 +121,7 @@ def _before(buf, s1, e1, s2, e2):  # type: ignore[no-untyped-def]
     return -1 if n1 < n2 else (1 if n1 > n2 else 0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _is(buf, s, e, word):  # type: ignore[no-untyped-def]
     if e - s != word.size:
         return False
@@ -131,7 +131,7 @@ def _is(buf, s, e, word):  # type: ignore[no-untyped-def]
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _interface(buf, s, e, n, text, length):  # type: ignore[no-untyped-def]
     """The code of the interface id [s, e) among the ``n`` known (``n`` if new, then
     added; -1 if there is no room or it is too long)."""
@@ -171,49 +171,48 @@ def _add(batch, m, slots, rows, groups):  # type: ignore[no-untyped-def]
             warm ^= rows[g, K1]
     batch[0, P_GROUP] = warm  # (kept: the loads above are not dead code)
     for j in range(m):
-        p = batch[j]
-        k1, k2, slot = p[P_K1], p[P_K2], p[P_SLOT]
+        # (2-D indexing throughout: a row view would cost a reference count per record)
+        k1, k2, slot = batch[j, P_K1], batch[j, P_K2], batch[j, P_SLOT]
         while True:
             g = slots[slot]
             if g < 0:
                 g = groups
                 groups += 1
                 slots[slot] = g
-                row = rows[g]
-                row[:] = 0
-                row[K1] = k1
-                row[K2] = k2
-                row[FIRST] = NONE
-                row[LAST] = -NONE
-                row[CLOSE] = NONE
-                row[REJECT] = NONE
+                for c in range(WIDTH):
+                    rows[g, c] = 0
+                rows[g, K1] = k1
+                rows[g, K2] = k2
+                rows[g, FIRST] = NONE
+                rows[g, LAST] = -NONE
+                rows[g, CLOSE] = NONE
+                rows[g, REJECT] = NONE
                 break
             if rows[g, K1] == k1 and rows[g, K2] == k2:
-                row = rows[g]
                 break
             slot = (slot + 1) & mask
-        packets, nbytes, start, stop, fl = (p[P_PACKETS], p[P_BYTES], p[P_START], p[P_END],
-                                            p[P_FLAGS])
-        row[RECORDS] += 1
-        if p[P_FROM_A]:
-            row[XN] += 1
-            row[XP] += packets
-            row[XB] += nbytes
-            row[XF] |= fl
+        start, stop, fl = batch[j, P_START], batch[j, P_END], batch[j, P_FLAGS]
+        rows[g, RECORDS] += 1
+        if batch[j, P_FROM_A]:
+            rows[g, XN] += 1
+            rows[g, XP] += batch[j, P_PACKETS]
+            rows[g, XB] += batch[j, P_BYTES]
+            rows[g, XF] |= fl
         else:
-            row[YN] += 1
-            row[YP] += packets
-            row[YB] += nbytes
-            row[YF] |= fl
-        row[FIRST] = min(row[FIRST], start)
-        row[LAST] = max(row[LAST], stop)
-        if p[P_ACTION] == 1:
-            row[SEEN] |= 1
-            row[REJECT] = min(row[REJECT], start)
-        elif p[P_ACTION] == 0:
-            row[SEEN] |= 2
+            rows[g, YN] += 1
+            rows[g, YP] += batch[j, P_PACKETS]
+            rows[g, YB] += batch[j, P_BYTES]
+            rows[g, YF] |= fl
+        rows[g, FIRST] = min(rows[g, FIRST], start)
+        rows[g, LAST] = max(rows[g, LAST], stop)
+        action = batch[j, P_ACTION]
+        if action == 1:
+            rows[g, SEEN] |= 1
+            rows[g, REJECT] = min(rows[g, REJECT], start)
+        elif action == 0:
+            rows[g, SEEN] |= 2
             if fl & 5:  # FIN or RST while accepted
-                row[CLOSE] = min(row[CLOSE], stop)
+                rows[g, CLOSE] = min(rows[g, CLOSE], stop)
     return groups
 
 
@@ -367,10 +366,16 @@ def scan(buf, pos, line, groups, n_ifaces, roles, slots, rows, iface_text, iface
             k2 = (dport << 40) | (sport << 24)
         k2 |= (proto << 16) | iface
         h = k1 * -7046029254386353131 + k2 * -4417276706812531889
-        p = batch[pending]
-        p[P_K1], p[P_K2], p[P_SLOT] = k1, k2, (h ^ (h >> 29)) & mask
-        p[P_FROM_A], p[P_PACKETS], p[P_BYTES] = from_a, packets, nbytes
-        p[P_START], p[P_END], p[P_FLAGS], p[P_ACTION] = start, stop, fl, action
+        batch[pending, P_K1] = k1
+        batch[pending, P_K2] = k2
+        batch[pending, P_SLOT] = (h ^ (h >> 29)) & mask
+        batch[pending, P_FROM_A] = from_a
+        batch[pending, P_PACKETS] = packets
+        batch[pending, P_BYTES] = nbytes
+        batch[pending, P_START] = start
+        batch[pending, P_END] = stop
+        batch[pending, P_FLAGS] = fl
+        batch[pending, P_ACTION] = action
         pending += 1
         records += 1
         if pending == BATCH:
@@ -380,35 +385,69 @@ def scan(buf, pos, line, groups, n_ifaces, roles, slots, rows, iface_text, iface
     return DONE, pos, line, groups, n_ifaces, slow, records, blank
 
 
-@njit(cache=True)
-def dotted(values):  # type: ignore[no-untyped-def]
-    """IPv4 addresses (uint32) -> an Arrow string array's offsets and bytes."""
-    n = values.size
-    offsets = np.zeros(n + 1, np.int32)
-    data = np.empty(n * 15, np.uint8)
-    at = 0
-    for i in range(n):
-        v = values[i]
-        for shift in (24, 16, 8, 0):
-            octet = (v >> shift) & 255
-            if octet >= 100:
-                data[at] = 48 + octet // 100
-                at += 1
-            if octet >= 10:
-                data[at] = 48 + octet // 10 % 10
-                at += 1
-            data[at] = 48 + octet % 10
+@njit(cache=True, inline="always")
+def _dotted(v, data, at):  # type: ignore[no-untyped-def]
+    """An IPv4 address (uint32) as dotted text into ``data`` from ``at``; returns the end."""
+    for shift in (24, 16, 8, 0):
+        octet = (v >> shift) & 255
+        if octet >= 100:
+            data[at] = 48 + octet // 100
             at += 1
-            if shift:
-                data[at] = 46
-                at += 1
-        offsets[i + 1] = at
-    return offsets, data[:at]
+        if octet >= 10:
+            data[at] = 48 + octet // 10 % 10
+            at += 1
+        data[at] = 48 + octet % 10
+        at += 1
+        if shift:
+            data[at] = 46
+            at += 1
+    return at
+
+
+@njit(cache=True)
+def columns(rows, n, text, offsets, ints, longs, valid):  # type: ignore[no-untyped-def]
+    """The first ``n`` groups as the columns of directions rows, in one pass over the rows
+    (no transposed copy): ``a`` and ``b`` as dotted text (``text`` [2, n * 15] and
+    ``offsets`` [2, n + 1], int32); ``ints`` [6, n] int32: ap, bp, proto, interface code,
+    x flags, y flags; ``longs`` [9, n]: records, x packets, x bytes,
+    y packets, y bytes, first, last, close, reject; ``valid`` [6, n] (bytes): x side, y
+    side, close, reject, rejected, accepted.  Returns the text lengths."""
+    at_a = 0
+    at_b = 0
+    for g in range(n):
+        k1 = rows[g, K1]
+        k2 = rows[g, K2]
+        at_a = _dotted((k1 >> 32) & 0xFFFFFFFF, text[0], at_a)
+        offsets[0, g + 1] = at_a
+        at_b = _dotted(k1 & 0xFFFFFFFF, text[1], at_b)
+        offsets[1, g + 1] = at_b
+        ints[0, g] = (k2 >> 40) & 0xFFFF
+        ints[1, g] = (k2 >> 24) & 0xFFFF
+        ints[2, g] = (k2 >> 16) & 0xFF
+        ints[3, g] = k2 & 0xFFFF
+        ints[4, g] = rows[g, XF]
+        ints[5, g] = rows[g, YF]
+        longs[0, g] = rows[g, RECORDS]
+        longs[1, g] = rows[g, XP]
+        longs[2, g] = rows[g, XB]
+        longs[3, g] = rows[g, YP]
+        longs[4, g] = rows[g, YB]
+        longs[5, g] = rows[g, FIRST]
+        longs[6, g] = rows[g, LAST]
+        longs[7, g] = rows[g, CLOSE]
+        longs[8, g] = rows[g, REJECT]
+        valid[0, g] = rows[g, XN] > 0
+        valid[1, g] = rows[g, YN] > 0
+        valid[2, g] = rows[g, CLOSE] != NONE
+        valid[3, g] = rows[g, REJECT] != NONE
+        valid[4, g] = (rows[g, SEEN] & 1) != 0
+        valid[5, g] = (rows[g, SEEN] & 2) != 0
+    return at_a, at_b
 
 
 # --- the driver: a file in blocks of whole lines through the kernel, groups to Arrow ---
 
-BLOCK = 32 << 20  # bytes read per block (one buffer, reused)
+BLOCK = 8 << 20  # bytes read per block (one buffer, reused; each page of it is a fault)
 SLOW_BLOCK = 1 << 16  # slow lines noted per kernel call
 GROUPS = 1 << 21  # groups held before they are handed on as partial rows (bounded memory)
 REQUIRED = ("srcaddr", "dstaddr", "srcport", "dstport", "protocol", "packets", "bytes",
@@ -572,45 +611,46 @@ def _bools(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
 def _table(g: _Groups, iface_text: np.ndarray, iface_len: np.ndarray, n_ifaces: int,
            present: set[str]) -> pa.Table:
     """The groups as :func:`connections.directions` rows (its columns, types and nulls)."""
-    rows = np.ascontiguousarray(g.rows[:g.n].T)  # one copy, then every column contiguous
     n = g.n
-    k1, k2 = rows[K1].view(np.uint64), rows[K2]
-    none = np.zeros(n, bool)
-    every = np.ones(n, bool)
+    text = np.empty((2, max(n, 1) * 15), np.uint8)
+    offsets = np.zeros((2, n + 1), np.int32)
+    ints = np.empty((6, n), np.int32)
+    longs = np.empty((9, n), np.int64)
+    valid = np.empty((6, n), np.bool_)
+    ends = columns(g.rows, n, text, offsets, ints, longs, valid)
     has_action = "action" in present
     has_flags = "tcp-flags" in present
-    xn, yn = rows[XN] > 0, rows[YN] > 0
+    none = np.zeros(n, bool)
+    every = np.ones(n, bool)
     # interface ids: the few distinct ones, then one per row by code (0: null)
     lengths = iface_len[:n_ifaces].copy()
     lengths[0] = 0
     ids = _strings(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32),
                    np.concatenate([iface_text[c, :lengths[c]] for c in range(n_ifaces)]),
                    np.arange(n_ifaces) > 0)
-    code = (k2 & 0xFFFF).astype(np.int32)
-    close, reject, seen = rows[CLOSE], rows[REJECT], rows[SEEN]
-    columns = {
+    xn, yn = valid[0], valid[1]
+    return pa.table({
         "status": _strings(np.arange(n + 1, dtype=np.int32) * 2,
                            np.frombuffer(b"OK" * n, np.uint8)),
-        "a": _strings(*dotted((k1 >> np.uint64(32)).astype(np.uint32))),
-        "ap": _values((k2 >> 40) & 0xFFFF, pa.int32()),
-        "b": _strings(*dotted((k1 & np.uint64(0xFFFFFFFF)).astype(np.uint32))),
-        "bp": _values((k2 >> 24) & 0xFFFF, pa.int32()),
-        "proto": _values((k2 >> 16) & 0xFF, pa.int16()),
-        "interface_id": ids.take(_values(code, pa.int32())) if "interface-id" in present
+        "a": _strings(offsets[0], text[0, :ends[0]]),
+        "ap": _values(ints[0], pa.int32()),
+        "b": _strings(offsets[1], text[1, :ends[1]]),
+        "bp": _values(ints[1], pa.int32()),
+        "proto": _values(ints[2], pa.int16()),
+        "interface_id": ids.take(_values(ints[3], pa.int32())) if "interface-id" in present
         else pa.nulls(n, pa.string()),
-        "records": _values(rows[RECORDS], pa.int64()),
-        "x_packets": _values(rows[XP], pa.int64(), xn),
-        "x_bytes": _values(rows[XB], pa.int64(), xn),
-        "x_flags": _values(rows[XF], pa.int32(), xn if has_flags else none),
-        "y_packets": _values(rows[YP], pa.int64(), yn),
-        "y_bytes": _values(rows[YB], pa.int64(), yn),
-        "y_flags": _values(rows[YF], pa.int32(), yn if has_flags else none),
-        "first": _values(rows[FIRST], pa.int64()),
-        "last": _values(rows[LAST], pa.int64()),
-        "close_ts": _values(close, pa.int64(), (close != NONE) & has_action & has_flags),
-        "reject_first": _values(reject, pa.int64(), (reject != NONE) & has_action),
-        "rejected": _bools(seen & 1, every if has_action else none),
-        "accepted": _bools(seen & 2, every if has_action else none),
+        "records": _values(longs[0], pa.int64()),
+        "x_packets": _values(longs[1], pa.int64(), xn),
+        "x_bytes": _values(longs[2], pa.int64(), xn),
+        "x_flags": _values(ints[4], pa.int32(), xn if has_flags else none),
+        "y_packets": _values(longs[3], pa.int64(), yn),
+        "y_bytes": _values(longs[4], pa.int64(), yn),
+        "y_flags": _values(ints[5], pa.int32(), yn if has_flags else none),
+        "first": _values(longs[5], pa.int64()),
+        "last": _values(longs[6], pa.int64()),
+        "close_ts": _values(longs[7], pa.int64(), valid[2] & has_action & has_flags),
+        "reject_first": _values(longs[8], pa.int64(), valid[3] & has_action),
+        "rejected": _bools(valid[4], every if has_action else none),
+        "accepted": _bools(valid[5], every if has_action else none),
         "reject_reason": pa.nulls(n, pa.string()),
-    }
-    return pa.table(columns)
+    })

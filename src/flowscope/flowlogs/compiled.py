@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 # "directions": raw inputs -> per 5-tuple and interface sums (the one pass over the records);
 # the others read directions tables: "merge" (partial rows of one key added up), "summary",
-# "gaps" (NODATA/SKIPDATA intervals) and "connections".
+# "gaps" (NODATA/SKIPDATA intervals) and "connections" (in no order: the engine sorts them,
+# :mod:`flowscope.flowlogs.order`).
 QUERIES = ("directions", "merge", "summary", "gaps", "connections")
 
 
@@ -57,7 +58,7 @@ def cache_dir() -> Path:
 def _code_version() -> list[str]:
     here = Path(__file__).parent
     sources = b"".join((here / n).read_bytes() for n in ("compiled.py", "connections.py",
-                                                          "fields.py"))
+                                                          "fields.py", "order.py"))
     return [hashlib.sha256(sources).hexdigest(), metadata.version("ibis-framework"),
             metadata.version("sqlglot")]
 

@@ -24,6 +24,7 @@ import ibis
 import ibis.expr.types as ir
 
 from flowscope.flowlogs.fields import ACK_BIT, ANALYSED, FIN, RST, SYN, SYN_ACK
+from flowscope.flowlogs.order import PROBLEMS_FIRST
 
 VERDICTS = ("denied", "refused", "unanswered", "reset_by_orig", "reset_by_resp",
             "late_after_close", "open", "ok", "midstream", "unknown")
@@ -174,13 +175,21 @@ def _any_of(v: ir.Value, values: tuple[str, ...]) -> ir.BooleanValue:
 
 
 def connections(t: ir.Table, per_interface: bool = True) -> ir.Table:
-    """One row per connection from a raw flow-log table (AWS field names, ``-`` -> ``_``)."""
-    return connections_from(directions(records(t)), per_interface)
+    """One row per connection from a raw flow-log table (AWS field names, ``-`` -> ``_``),
+    failures first."""
+    return ordered(connections_from(directions(records(t)), per_interface))
+
+
+def ordered(t: ir.Table) -> ir.Table:
+    """Failures first, then by start time (:data:`~flowscope.flowlogs.order.PROBLEMS_FIRST`).
+    The embedded engine sorts the unordered query's result itself
+    (:func:`flowscope.flowlogs.order.ordered`, the same order)."""
+    return t.order_by([ibis.desc(c) if descending else c for c, descending in PROBLEMS_FIRST])
 
 
 def connections_from(d: ir.Table, per_interface: bool = True) -> ir.Table:
-    """One row per connection from :func:`directions` rows, failures first (then by start
-    time).  ``per_interface``: see :func:`pairs`.
+    """One row per connection from :func:`directions` rows, in no order (:func:`ordered`
+    puts failures first).  ``per_interface``: see :func:`pairs`.
 
     Built in stages (originator, then the originator's and responder's sides, then the
     state, then the verdict), each a named column the next stage reads: written as one
@@ -292,7 +301,4 @@ def connections_from(d: ir.Table, per_interface: bool = True) -> ir.Table:
                           else_="ACCEPT"),
         reject_reason=s.reject_reason,
         conn_state=state, verdict=s.verdict, evidence=evidence,
-        problem=_any_of(s.verdict, PROBLEMS),
-        # (proto and interface last: one tuple per protocol and ENI, no ties left to chance)
-    ).order_by([ibis.desc("problem"), "first_ts", "orig_h", "orig_p", "resp_h", "resp_p",
-                "proto", "interface_id"])
+        problem=_any_of(s.verdict, PROBLEMS))
