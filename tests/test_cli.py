@@ -107,17 +107,20 @@ def test_decap_recovers_the_inner_frame_bytes(tmp_path: Path) -> None:
         assert m[3].startswith("erspan2 session=100 seq=")
 
 
-@pytest.mark.parametrize(("env", "want"), [(None, "False"), ("1", "True")])
-def test_commands_run_numpy_on_small_pages(env: str | None, want: str) -> None:
-    """The command line turns off NumPy's huge-page madvise (page faults that wait for the
-    kernel to compact memory), unless the user set NUMPY_MADVISE_HUGEPAGE."""
+@pytest.mark.parametrize(("env", "want"), [({}, "False system"),
+                                         ({"NUMPY_MADVISE_HUGEPAGE": "1",
+                                           "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"},
+                                          "True mimalloc")])
+def test_commands_run_on_small_pages(env: dict[str, str], want: str) -> None:
+    """The command line turns off NumPy's huge-page madvise and Arrow's mimalloc (page faults
+    that wait for the kernel to compact memory), unless the user chose otherwise."""
     import os
 
-    environ = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
-    if env is not None:
-        environ["NUMPY_MADVISE_HUGEPAGE"] = env
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("NUMPY_MADVISE_HUGEPAGE", "ARROW_DEFAULT_MEMORY_POOL")}
     out = subprocess.run(
-        [sys.executable, "-c", "import flowscope.cli, numpy; "
-         "print(numpy._core.multiarray._get_madvise_hugepage())"],
-        capture_output=True, text=True, env=environ, check=True)
+        [sys.executable, "-c", "import flowscope.cli, numpy, pyarrow; "
+         "print(numpy._core.multiarray._get_madvise_hugepage(), "
+         "pyarrow.default_memory_pool().backend_name)"],
+        capture_output=True, text=True, env=environ | env, check=True)
     assert out.stdout.strip() == want

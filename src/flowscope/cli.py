@@ -16,12 +16,14 @@ from rich.console import Console
 
 from flowscope.errors import FlowscopeError
 
-# NumPy asks the kernel for transparent huge pages (madvise) on every array of 4 MiB or more.
-# Where THP defrag is 'madvise' (the kernel's default), the first touch of each such 2 MiB
-# page waits while the kernel compacts memory: in a flow-log analysis of 1.6M records that
-# was ~0.5 s of system time in a 3 s run.  Small pages for flowscope's commands (NumPy reads
-# this when it is imported, after this line; a user's setting wins).
+# NumPy, and Arrow's default allocator (mimalloc), ask the kernel for transparent huge pages
+# (madvise) for large allocations.  Where THP defrag is 'madvise' (the kernel's default), the
+# first touch of each such 2 MiB page waits while the kernel compacts memory: in a flow-log
+# analysis of 1.6M records that was ~1 s of system time in a 3.5 s run.  Small pages for
+# flowscope's commands: NumPy's madvise off, Arrow on the C library's allocator (both read
+# when the module is imported, after these lines; a user's setting wins).
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 if TYPE_CHECKING:  # the packet path (NumPy, Numba) is imported by the commands that use it,
     # so `flowscope flowlogs ...` and `flowscope aws ...` start without compiling anything
@@ -317,17 +319,19 @@ def _sessions(files: list[str], format: SessionFormat, output: str | None, probl
 
 
 @contextmanager
-def _no_collections() -> Iterator[None]:
+def _no_collections(freeze: bool = True) -> Iterator[None]:
     """No garbage collections while a packet or flow-log command runs: importing NumPy,
     Numba, PyArrow and DuckDB and loading the kernels makes ~10^5 objects and no garbage,
     and the batch loop makes a handful of reference cycles per run, not per batch.  Every
     collection would walk all of them (0.1-0.2 s per run), and so would the interpreter's
-    exit unless they are frozen (0.3 s)."""
+    exit unless they are frozen (0.3 s).  ``freeze=False`` where DuckDB was imported: its
+    bindings (nanobind) report every object still alive at exit as a leak."""
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         gc.enable()
 
 
@@ -458,7 +462,7 @@ def flowlogs_analyze(
         fmt = parse_format(log_format) if log_format else None
         if by and not interval:
             raise FlowscopeError("--by needs --interval (e.g. --interval 1m --by peer)")
-        with _no_collections():  # (no reference cycles to collect: see there)
+        with _no_collections(freeze=False):  # (no reference cycles to collect: see there)
             result = fa.analyze(paths, fmt, strict)
     except ValueError as e:
         _fail(FlowscopeError(str(e)))
