@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -125,3 +126,17 @@ def test_the_flow_log_analysis_does_not_import_pandas() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "True False"
+
+
+@given(st.lists(st.none() | st.text(max_size=6), min_size=1, max_size=30), st.data())
+@settings(max_examples=200, deadline=None)
+def test_texts_gathered_through_the_dictionary_are_arrows_take(
+        values: list[str | None], data: st.DataObject) -> None:
+    """The dictionary route's decode (nulls, empty and multi-byte texts, a dictionary with
+    no text at all) gives what Arrow's take gives."""
+    column = pa.array(values, pa.string())
+    encoded = pc.dictionary_encode(column)
+    rows = data.draw(st.lists(st.integers(0, len(values) - 1), max_size=40))
+    indices = pa.array(rows, pa.int64())
+    got = order._texts(encoded.dictionary, encoded.indices.take(indices))
+    assert got.equals(column.take(indices))

@@ -72,6 +72,13 @@ def flow_logs(tmp: str) -> None:
     Path(path).write_text(FLOW_LOG)
     names = tuple(FLOW_LOG.split("\n", 1)[0].split())
     combine.combine(path, names, True, tmp)
+    import pyarrow as pa
+
+    from flowscope.flowlogs import order
+
+    texts = pa.array(["b", "a", None, "a"] * 2, pa.string())  # gathered through a dictionary
+    nulls = pa.nulls(8, pa.string())  # (no text buffer at all)
+    order.ordered(pa.table({"text": texts, "nulls": nulls}), [("text", False)])
 
 
 def main(argv: list[str]) -> None:

@@ -29,6 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flowscope.jit import njit
+
 # Failures first, then by start; the tuple, protocol and interface break ties, so every engine
 # gives one order.  (column, descending)
 PROBLEMS_FIRST = (("problem", True), ("first_ts", False), ("orig_h", False), ("orig_p", False),
@@ -115,6 +117,47 @@ def permutation(table: pa.Table, keys: Sequence[tuple[str, bool]],
     return order
 
 
+@njit(cache=True)
+def decode(offsets, data, indices, valid):  # type: ignore[no-untyped-def]
+    """Dictionary indices -> their texts, as an Arrow string array's offsets (int64) and
+    bytes: sized first, then copied (Arrow's take grows its buffer as it goes, and the
+    pages of every copy it leaves behind are faults)."""
+    n = indices.size
+    ends = np.empty(n + 1, np.int64)
+    ends[0] = 0
+    total = 0
+    for i in range(n):
+        if valid[i]:
+            j = indices[i]
+            total += offsets[j + 1] - offsets[j]
+        ends[i + 1] = total
+    out = np.empty(total, np.uint8)
+    for i in range(n):
+        at = ends[i]
+        if ends[i + 1] > at:
+            start = offsets[indices[i]]
+            for k in range(ends[i + 1] - at):
+                out[at + k] = data[start + k]
+    return ends, out
+
+
+def _texts(values: pa.Array, indices: pa.Array) -> pa.Array:
+    """``values.take(indices)`` for a string array ``values`` (see :func:`decode`)."""
+    buffers = values.buffers()
+    offsets = np.frombuffer(buffers[1], np.int32, len(values) + 1, values.offset * 4)
+    # (no text at all, as in a column of nulls: a writeable byte, as Arrow's buffers are,
+    # so one compiled signature serves)
+    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] else np.zeros(1, np.uint8)
+    index = _numpy(indices).astype(np.int32, copy=False)
+    valid = _numpy(indices.is_valid()) if indices.null_count else np.ones(len(indices), np.uint8)
+    ends, text = decode(offsets, data, index, valid)
+    mask = pa.py_buffer(np.packbits(valid, bitorder="little")) if indices.null_count else None
+    if ends[-1] >= 1 << 31:  # more text than a string array holds: as Arrow does it
+        return values.take(indices)
+    return pa.Array.from_buffers(pa.string(), len(indices), [
+        mask, pa.py_buffer(ends.astype(np.int32)), pa.py_buffer(text)])
+
+
 def ordered(table: pa.Table, keys: Sequence[tuple[str, bool]],
             schema: pa.Schema | None = None) -> pa.Table:
     """``table`` sorted by ``keys`` (see :func:`permutation`), gathered once; cast to
@@ -128,8 +171,8 @@ def ordered(table: pa.Table, keys: Sequence[tuple[str, bool]],
         column = table[name].combine_chunks()
         if _text(column.type):
             enc = encoded.get(name) or pc.dictionary_encode(column)
-            if len(enc.dictionary) * DICTIONARY_SHARE <= len(column):
-                columns.append(enc.dictionary.cast(typ).take(enc.indices.take(indices)))
+            if len(enc.dictionary) * DICTIONARY_SHARE <= len(column) and typ == pa.string():
+                columns.append(_texts(enc.dictionary.cast(typ), enc.indices.take(indices)))
                 continue
         columns.append(column.cast(typ).take(indices))  # (Arrow takes no string views)
     return pa.Table.from_arrays(columns, schema=schema)
