@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 
 from flowscope.flowlogs.analyze import analyze
@@ -244,3 +245,24 @@ def test_interval_timeline_by_port_and_strict(tmp_path: Path) -> None:
     assert "Traceback" not in strict.stderr
     no_interval = subprocess.run([*args, "--by", "eni"], capture_output=True, text=True)
     assert no_interval.returncode == 1 and "--by needs --interval" in no_interval.stderr
+
+
+def test_parquet_output_keeps_statistics_for_numbers(tmp_path: Path) -> None:
+    """-f parquet: the connections as they are (types, lists), with min/max statistics for
+    the number and boolean columns (a reader skips row groups by time or port), none for
+    text."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "flows.log"
+    path.write_text(gen.text(gen.records(gen.scenarios())))
+    out = tmp_path / "c.parquet"
+    _cli(str(path), "-f", "parquet", "-o", str(out))
+    want = analyze([str(path)]).table
+    assert pq.read_table(out).equals(want)
+    group = pq.ParquetFile(out).metadata.row_group(0)
+    stats = {group.column(i).path_in_schema: group.column(i).statistics
+             for i in range(group.num_columns)}
+    assert (stats["first_ts"].min, stats["first_ts"].max) == (
+        pc.min(want["first_ts"]).as_py(), pc.max(want["first_ts"]).as_py())
+    assert stats["problem"].has_min_max and stats["resp_p"].has_min_max
+    assert stats["verdict"] is None and stats["evidence.list.element"] is None

@@ -319,18 +319,21 @@ def _sessions(files: list[str], format: SessionFormat, output: str | None, probl
 
 
 @contextmanager
-def _no_collections(freeze: bool = True) -> Iterator[None]:
+def _no_collections(freeze_first: bool = False) -> Iterator[None]:
     """No garbage collections while a packet or flow-log command runs: importing NumPy,
     Numba, PyArrow and DuckDB and loading the kernels makes ~10^5 objects and no garbage,
     and the batch loop makes a handful of reference cycles per run, not per batch.  Every
     collection would walk all of them (0.1-0.2 s per run), and so would the interpreter's
-    exit unless they are frozen (0.3 s).  ``freeze=False`` where DuckDB was imported: its
-    bindings (nanobind) report every object still alive at exit as a leak."""
+    exit unless they are frozen (0.3 s).  ``freeze_first``: freeze what exists before the
+    block instead of after it, for blocks that import DuckDB: its bindings (nanobind)
+    report every object of theirs still alive at exit as a leak, and frozen ones are."""
     gc.disable()
+    if freeze_first:
+        gc.freeze()
     try:
         yield
     finally:
-        if freeze:
+        if not freeze_first:
             gc.freeze()
         gc.enable()
 
@@ -462,7 +465,7 @@ def flowlogs_analyze(
         fmt = parse_format(log_format) if log_format else None
         if by and not interval:
             raise FlowscopeError("--by needs --interval (e.g. --interval 1m --by peer)")
-        with _no_collections(freeze=False):  # (no reference cycles to collect: see there)
+        with _no_collections(freeze_first=True):  # (no cycles to collect: see there)
             result = fa.analyze(paths, fmt, strict)
     except ValueError as e:
         _fail(FlowscopeError(str(e)))

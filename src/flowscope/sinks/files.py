@@ -34,7 +34,14 @@ def write_table(table: pa.Table, fmt: str, path: str | None, out: TextIO = sys.s
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        pq.write_table(table, path if path else sys.stdout.buffer)
+        # statistics (min/max per row group) for numbers and booleans, not text: they let
+        # a reader skip row groups by time or port; for text they cost the writer ~0.1 s
+        # per 740,000 rows and a filter on text rarely skips anything
+        numeric = [f.name for f in table.schema if pa.types.is_integer(f.type)
+                   or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type)
+                   or pa.types.is_temporal(f.type)]
+        pq.write_table(table, path if path else sys.stdout.buffer,
+                       write_statistics=numeric or False)
         return
     if fmt == "csv":
         import pyarrow.csv as pcsv
