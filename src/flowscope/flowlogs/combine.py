@@ -225,8 +225,9 @@ def scan(buf, pos, line, groups, n_ifaces, roles, slots, rows, iface_text, iface
     else a group), ``rows``: the ``groups`` so far (see K1 ... SEEN); the ``n_ifaces``
     distinct interface ids so far in ``iface_text`` (one per row) and ``iface_len`` (row 0
     unused: code 0 is null); ``words``: b'ACCEPTREJECTOK'.  Slow lines: number and
-    [start, end) into ``slow_line``/``slow_span``.  ``buf`` holds whole lines (the last may
-    lack its newline).
+    [start, end) into ``slow_line``/``slow_span``.  ``buf`` holds whole lines, the last one
+    ending with a newline too (:func:`_blocks`): fields are scanned to the next byte at or
+    below the space, with no bounds check.
 
     Returns (stop reason, next pos, next line, groups, interfaces, slow lines, records,
     blank lines)."""
@@ -263,12 +264,15 @@ def scan(buf, pos, line, groups, n_ifaces, roles, slots, rows, iface_text, iface
         # field by field: [fs, fe) up to the next space; the line ends at a newline
         while True:
             fs = i
-            while i < n and buf[i] != SPACE and buf[i] != NEWLINE:
+            while buf[i] > SPACE:  # (the block ends with a newline: no bounds to check)
                 i += 1
             fe = i
-            last = i >= n or buf[i] == NEWLINE
-            if last and fe > fs and buf[fe - 1] == CR:
-                fe -= 1
+            c = buf[i]
+            last = c == NEWLINE
+            if c == CR and buf[i + 1] == NEWLINE:  # CRLF
+                last = True
+                i += 1
+            stray = not last and c != SPACE  # a control byte (tab, NUL ...) in a field
             if f == 0 and last and fe == fs:
                 break  # a blank line
             r = roles[f] if f < width else 0
@@ -326,6 +330,8 @@ def scan(buf, pos, line, groups, n_ifaces, roles, slots, rows, iface_text, iface
                     good = good and v <= 2147483647
                     fl = v
             f += 1
+            if stray:
+                good = False
             if last:
                 break
             i += 1
@@ -473,14 +479,17 @@ def usable(names: tuple[str, ...]) -> bool:
 
 
 def _blocks(stream: BinaryIO, size: int = BLOCK) -> Iterator[np.ndarray]:
-    """The stream in blocks of whole lines (the last block may end without a newline); each
-    block is only valid until the next is asked for."""
+    """The stream in blocks of whole lines, each ending with a newline (one is added after a
+    last line without); each block is only valid until the next is asked for."""
     buf = np.empty(size, np.uint8)
     filled = 0
     while True:
         n = stream.readinto(buf.data[filled:])  # type: ignore[attr-defined]
         if not n:
-            if filled:
+            if filled:  # (there is room: a full buffer was cut at its last newline)
+                if buf[filled - 1] != NEWLINE:
+                    buf[filled] = NEWLINE
+                    filled += 1
                 yield buf[:filled]
             return
         filled += n
