@@ -140,3 +140,9 @@ def test_texts_gathered_through_the_dictionary_are_arrows_take(
     indices = pa.array(rows, pa.int64())
     got = order._texts(encoded.dictionary, encoded.indices.take(indices))
     assert got.equals(column.take(indices))
+
+
+def test_keys_of_other_types_are_refused() -> None:
+    table = pa.table({"x": pa.array([0.5, 0.25], pa.float64())})
+    with pytest.raises(TypeError, match="cannot order by a column of double"):
+        order.ordered(table, [("x", False)])

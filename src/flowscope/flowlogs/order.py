@@ -62,6 +62,8 @@ def _codes(column: pa.Array, descending: bool,
     elif pa.types.is_boolean(column.type):
         v = _numpy(column).astype(np.uint64)
         span = 1
+    elif not pa.types.is_integer(column.type):
+        raise TypeError(f"cannot order by a column of {column.type}")
     else:
         raw = _numpy(column).astype(np.int64)
         known = raw if valid is None else raw[valid]
@@ -87,7 +89,7 @@ def _numpy(a: pa.Array) -> np.ndarray:
     if pa.types.is_boolean(a.type):
         bits = np.frombuffer(data, np.uint8)
         return np.unpackbits(bits, bitorder="little")[a.offset:a.offset + len(a)]
-    return np.frombuffer(data, np.dtype(str(a.type)), len(a), a.offset * a.type.byte_width)
+    return np.frombuffer(data, a.type.to_pandas_dtype(), len(a), a.offset * a.type.byte_width)
 
 
 def permutation(table: pa.Table, keys: Sequence[tuple[str, bool]],
