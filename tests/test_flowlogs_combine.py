@@ -133,17 +133,24 @@ def test_lines_left_to_sql_keep_their_numbers(tmp_path: Path) -> None:
         "5 eni-1 10.0.0.5 10.0.0.1 40003 443 6 x 60 1763000040 1763000099 ACCEPT OK 2 - - -",
         "5 eni-1 10.0.0.6 10.0.0.1 40004",
         "5 eni-1 10.0.0.7 10.0.0.1 40005 443 6 1 60 1763000040 1763000099 ACCEPT OK 2 - - -",
+        # a trailing space: the values fill the format (a record), or one is missing (the
+        # CSV reader would count the empty field and read a record of the wrong fields)
+        "5 eni-1 10.0.0.8 10.0.0.1 40006 443 6 1 60 1763000040 1763000099 ACCEPT OK 2 - - - ",
+        "5 eni-1 10.0.0.9 10.0.0.1 40007 443 6 1 60 1763000040 1763000099 ACCEPT OK 2 - - ",
     ]
     log = tmp_path / "flows.log"
     log.write_text("\n".join(lines) + "\n")
     names = tuple(HEADER.split())
     part = combine.combine(str(log), names, True, str(tmp_path))
     assert part is not None and part.records == 2
-    assert part.lines.tolist() == [3, 4, 5, 6, 7, 8, 9]
-    result = _same(str(log))
+    assert part.lines.tolist() == [3, 4, 5, 6, 7, 8, 9, 11]
+    assert part.problems == [(12, "16 fields where the format has 17")]
+    result = fa.analyze([str(log)])
     assert result.problems == [f"{log}:8: packets is not a number",
-                               f"{log}:9: 5 fields where the format has 17"]
-    assert result.records == 7
+                               f"{log}:9: 5 fields where the format has 17",
+                               f"{log}:12: 16 fields where the format has 17"]
+    assert result.records == 8
+    assert {r["orig_h"] for r in result.table.to_pylist()} >= {"10.0.0.8"}
     row = next(r for r in result.table.to_pylist() if r["orig_h"] == "10.0.0.1")
     assert (row["orig_pkts"], row["resp_pkts"], row["resp_bytes"]) == (3, 3, 300)
 
@@ -237,7 +244,8 @@ def _records(draw: st.DrawFn) -> str:
     """A text log: a random order and subset of the optional fields, records with addresses
     whose text and numeric orders differ, equal ends, both directions, millisecond times,
     and lines the combiner must leave (IPv6, non-canonical addresses, NODATA, doubled
-    spaces, BPA reasons, bad numbers, tabs, blank lines), the last one ended or not."""
+    spaces, a trailing space, BPA reasons, bad numbers, tabs, blank lines), the last one
+    ended or not."""
     pool = draw(st.lists(st.sampled_from(ADDRESSES), min_size=1, max_size=3, unique=True))
     ports = draw(st.lists(st.sampled_from([0, 22, 443, 40000, 65535]), min_size=1,
                           max_size=3, unique=True))
@@ -250,7 +258,7 @@ def _records(draw: st.DrawFn) -> str:
     mixed = draw(st.booleans())  # else every line one the kernel reads
     for _ in range(draw(st.integers(0, 25))):
         kind = draw(st.sampled_from(["ok"] * 6 + ["slow", "nodata", "blank", "double", "bad",
-                                                  "tab"] if mixed else ["ok"]))
+                                                  "tab", "trailing"] if mixed else ["ok"]))
         if kind == "blank":
             lines.append("")
             continue
@@ -285,7 +293,7 @@ def _records(draw: st.DrawFn) -> str:
             value[name] += "\t"
         fields = [value[n] for n in names]
         sep = "  " if kind == "double" else " "
-        lines.append(sep.join(fields))
+        lines.append(sep.join(fields) + (" " if kind == "trailing" else ""))
     return "\n".join(lines) + draw(st.sampled_from(["\n", ""]))  # (a last line unended)
 
 

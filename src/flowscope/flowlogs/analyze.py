@@ -200,6 +200,7 @@ class _TextScan:
     rejects: str
     input: compiled.Input
     lines: np.ndarray | None = None  # line numbers in ``path`` of a file of some of its lines
+    problems: list[tuple[int, str]] = field(default_factory=list)  # found before the scan
 
 
 def _scan_text(con: Engine, path: str, header: bool, names: tuple[str, ...],
@@ -222,7 +223,7 @@ def _scan_text(con: Engine, path: str, header: bool, names: tuple[str, ...],
         f"rejects_scan='{scan}', strict_mode=false, auto_detect=false)")
     schema = pa.schema([(f.column(n), f.TYPES.get(n, pa.string())) for n in used])
     return _TextScan(path, names, used, rejects, compiled.Input(view, schema, "aws"),
-                     part.lines if part else None)
+                     part.lines if part else None, part.problems if part else [])
 
 
 NUMERIC = {name for name, typ in f.TYPES.items() if pa.types.is_integer(typ)}
@@ -240,7 +241,7 @@ def _rejected(con: Engine, scan: _TextScan) -> tuple[list[str], compiled.Input |
     bad = con.db.execute(
         f"SELECT line, any_value(csv_line), min(error_type), min(column_name) "
         f"FROM {scan.rejects} GROUP BY line ORDER BY line").fetchall()
-    problems, repaired = [], []
+    found, repaired = list(scan.problems), []
     names, used, path = scan.names, scan.used, scan.path
     for line, row_text, kind, column in bad:
         if scan.lines is not None:  # a line of the combiner's leftovers (after a header)
@@ -252,14 +253,14 @@ def _rejected(con: Engine, scan: _TextScan) -> tuple[list[str], compiled.Input |
             row = dict(zip(names, parts, strict=True))
             wrong = [n for n in names if n in NUMERIC and not _integer(row[n])]
             if wrong:
-                problems.append(f"{path}:{line}: {wrong[0]} is not a number")
+                found.append((line, f"{wrong[0]} is not a number"))
             else:
                 repaired.append({n: row[n] for n in used})
         elif kind == "CAST":
-            problems.append(f"{path}:{line}: {column} is not a number")
+            found.append((line, f"{column} is not a number"))
         else:
-            problems.append(f"{path}:{line}: {len(parts)} fields where the format has "
-                            f"{len(names)}")
+            found.append((line, f"{len(parts)} fields where the format has {len(names)}"))
+    problems = [f"{path}:{line}: {reason}" for line, reason in sorted(found)]
     if not repaired:
         return problems, None
     fixed = pa.table({f.column(n): pa.array([None if r[n] == "-" else r[n]

@@ -140,6 +140,7 @@ def _batches(log: TextLog, body: BinaryIO, first_line: int) -> Iterator[pa.Recor
         lines = candidates[~np.isin(candidates, gone)][:n]
         next_line = int(lines[-1]) + 1 if n else next_line + gone.size
         skipped[:] = [x for x in skipped if x >= next_line]
+        batch, lines = _stray_spaces(log, batch, lines, repaired)
         typed = _typed(log, batch, lines)
         if typed.num_rows:
             yield typed
@@ -152,6 +153,30 @@ def _batches(log: TextLog, body: BinaryIO, first_line: int) -> Iterator[pa.Recor
             yield typed
 
 
+def _stray_spaces(log: TextLog, batch: pa.RecordBatch, lines: np.ndarray,
+                  repaired: list[tuple[int, list[str]]]) -> tuple[pa.RecordBatch, np.ndarray]:
+    """Rows with an empty field: a leading, trailing or doubled space that left the count of
+    fields right (``a  b c`` for three fields).  Re-split on whitespace like the rows the
+    parser rejects: a record if the values fill the format, else a problem (the values are
+    not read into the wrong fields)."""
+    empty = np.zeros(batch.num_rows, bool)
+    for column in batch.columns:
+        empty |= np.asarray(pc.fill_null(pc.equal(column, ""), False)
+                            .to_numpy(zero_copy_only=False), bool)
+    if not empty.any():
+        return batch, lines
+    width = len(log.fields)
+    keep = pa.array(~empty)
+    for line, row in zip(lines[empty].tolist(), batch.filter(pa.array(empty)).to_pylist(),
+                         strict=True):
+        parts = " ".join("-" if row[n] is None else row[n] for n in log.fields).split()
+        if len(parts) == width:
+            repaired.append((line, parts))
+        elif parts:  # (only spaces: a blank line)
+            log.problem(line, f"{len(parts)} fields where the format has {width}")
+    return batch.filter(keep), lines[~empty]
+
+
 def _open_csv(body: BinaryIO, log: TextLog, invalid) -> pcsv.CSVStreamingReader:  # type: ignore[no-untyped-def]
     """Arrow's streaming CSV reader: space-separated, no quoting, every column as text."""
     return pcsv.open_csv(
@@ -162,7 +187,7 @@ def _open_csv(body: BinaryIO, log: TextLog, invalid) -> pcsv.CSVStreamingReader:
                                         ignore_empty_lines=False, invalid_row_handler=invalid),
         convert_options=pcsv.ConvertOptions(
             column_types={name: pa.string() for name in log.fields},
-            null_values=["-", ""], strings_can_be_null=True, quoted_strings_can_be_null=True))
+            null_values=["-"], strings_can_be_null=True, quoted_strings_can_be_null=True))
 
 
 def _typed(log: TextLog, batch: pa.RecordBatch, lines: np.ndarray) -> pa.RecordBatch:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
@@ -471,6 +471,31 @@ class Combined:
     lines: np.ndarray  # their line numbers in the original
     records: int = 0
     blank: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+
+
+def _leave(out_file: BinaryIO, block: np.ndarray, spans: np.ndarray, lines: np.ndarray,
+           width: int, out: Combined) -> np.ndarray:
+    """Slow lines into the file the SQL path reads; returns the numbers of those written.
+    A line with an empty field (a leading, trailing or doubled space) is re-split on its
+    spaces first: written with single spaces if its values fill the format, else reported
+    here (``13 fields where the format has 14``), never read into the wrong fields (a
+    trailing space makes the count right for the CSV reader)."""
+    data = block.data
+    kept = []
+    for (s, e), line in zip(spans.tolist(), lines.tolist(), strict=True):
+        text = bytes(data[s:e])
+        if b"  " in text or text.startswith(b" ") or text.endswith(b" "):
+            parts = [p for p in text.split(b" ") if p]
+            if len(parts) != width:
+                if parts:
+                    out.problems.append((line, f"{len(parts)} fields where the format has "
+                                               f"{width}"))
+                continue
+            text = b" ".join(parts)
+        out_file.write(text + b"\n")
+        kept.append(line)
+    return np.array(kept, np.int64)
 
 
 def usable(names: tuple[str, ...]) -> bool:
@@ -571,11 +596,8 @@ def combine(source: str, names: tuple[str, ...], header: bool, workdir: str,
                         slow_file = open(os.path.join(workdir, f"slow-{len(os.listdir(workdir))}"
                                                       ".log"), "wb")  # noqa: SIM115
                         slow_file.write(" ".join(names).encode() + b"\n")
-                    slow_lines.append(slow_line[:slow].copy())
-                    data = block.data
-                    for s, e in slow_span[:slow].tolist():
-                        slow_file.write(data[s:e])
-                        slow_file.write(b"\n")
+                    slow_lines.append(_leave(slow_file, block, slow_span[:slow],
+                                             slow_line[:slow], len(names), out))
                 first = False
                 if reason == TABLE_FULL:
                     full = _table(groups, iface_text, iface_len, n_ifaces, present)
