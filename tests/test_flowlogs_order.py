@@ -94,7 +94,8 @@ def test_every_key_of_the_connections() -> None:
 
 
 def test_string_views_are_cast_to_the_schema() -> None:
-    """DuckDB's string views come out as the schema's strings, by dictionary or by take."""
+    """Text as Arrow string views (what DuckDB hands over with produce_arrow_string_view)
+    comes out as the schema's strings, by dictionary or by take."""
     many = [f"host-{i}" for i in range(20)]  # too many distinct values for a dictionary
     few = ["a", "b"] * 10
     table = pa.table({"many": pa.array(many, pa.string_view()),

@@ -49,23 +49,23 @@ def _codes(column: pa.Array, descending: bool,
     hold anything until the end; no fill_null: a Python fill value imports pandas, 0.3 s.)"""
     if pa.types.is_null(column.type):  # (nothing but nulls: all equal)
         return np.zeros(len(column), np.uint64), 0
-    valid = _numpy(column.is_valid()).astype(bool) if column.null_count else None
+    valid = numpy(column.is_valid()).astype(bool) if column.null_count else None
     if encoded is not None:  # a text: the rank of its value among the distinct values
         values = encoded.dictionary
         if values.type == pa.string_view():  # (Arrow sorts no string views)
             values = values.cast(pa.string())
         rank = np.zeros(max(len(values), 1), np.uint64)
-        rank[_numpy(pc.sort_indices(values))] = np.arange(len(values), dtype=np.uint64)
-        index = _numpy(encoded.indices)
+        rank[numpy(pc.sort_indices(values))] = np.arange(len(values), dtype=np.uint64)
+        index = numpy(encoded.indices)
         v = rank[index if valid is None else np.where(valid, index, 0)]
         span = max(len(values) - 1, 0)
     elif pa.types.is_boolean(column.type):
-        v = _numpy(column).astype(np.uint64)
+        v = numpy(column).astype(np.uint64)
         span = 1
     elif not pa.types.is_integer(column.type):
         raise TypeError(f"cannot order by a column of {column.type}")
     else:
-        raw = _numpy(column).astype(np.int64)
+        raw = numpy(column).astype(np.int64)
         known = raw if valid is None else raw[valid]
         lo, hi = (int(known.min()), int(known.max())) if known.size else (0, 0)
         span = hi - lo
@@ -82,7 +82,7 @@ def _codes(column: pa.Array, descending: bool,
     return v, span.bit_length()
 
 
-def _numpy(a: pa.Array) -> np.ndarray:
+def numpy(a: pa.Array) -> np.ndarray:
     """An Arrow array of integers or booleans, without nulls, as NumPy, from its buffers
     (Arrow's to_numpy imports pandas for some: 0.3 s)."""
     data = a.buffers()[1]
@@ -150,8 +150,8 @@ def _texts(values: pa.Array, indices: pa.Array) -> pa.Array:
     # (no text at all, as in a column of nulls: a writeable byte, as Arrow's buffers are,
     # so one compiled signature serves)
     data = np.frombuffer(buffers[2], np.uint8) if buffers[2] else np.zeros(1, np.uint8)
-    index = _numpy(indices).astype(np.int32, copy=False)
-    valid = _numpy(indices.is_valid()) if indices.null_count else np.ones(len(indices), np.uint8)
+    index = numpy(indices).astype(np.int32, copy=False)
+    valid = numpy(indices.is_valid()) if indices.null_count else np.ones(len(indices), np.uint8)
     ends, text = decode(offsets, data, index, valid)
     mask = pa.py_buffer(np.packbits(valid, bitorder="little")) if indices.null_count else None
     if ends[-1] >= 1 << 31:  # more text than a string array holds: as Arrow does it
